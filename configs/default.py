@@ -1,0 +1,44 @@
+"""Shared defaults; configs/mlp.py, cnn.py and bn_cnn.py import and adjust them."""
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.model = 'cnn'  # mlp | cnn | bn_cnn
+  config.dropout_rate = -1.0  # < 0: the architecture's own (mlp 0.2, cnn and bn_cnn 0.5).
+  config.seed = 0
+
+  # Data: tfds split strings, so 'train[:5000]' gives a quick run. Validation is carved out of
+  # train; test is the official 10,000 images.
+  config.train_split = 'train[:90%]'
+  config.validation_split = 'train[90%:]'
+  config.test_split = 'test'
+  config.data_dir = '~/tensorflow_datasets'  # where tfds prepares fashion_mnist once.
+  config.archives_dir = '/usr/share/datasets/fashion-mnist'  # Debian's archives, used offline.
+
+  # Optimisation.
+  config.num_epochs = 15
+  config.batch_size = 128
+  config.eval_batch_size = 1000
+  config.optimizer = 'adam'  # adam | adamw | sgd (with momentum)
+  config.learning_rate = 1e-3
+  config.momentum = 0.9  # sgd only.
+  config.weight_decay = 0.0  # adamw only (decoupled).
+  config.schedule = 'constant'  # constant | cosine | step
+  config.warmup_epochs = 0.0
+  config.step_boundaries = (0.5, 0.75)  # step: fractions of training where the rate drops...
+  config.step_decay = 0.1  # ... by this factor.
+
+  # On-device augmentation; each is off at 0 / False.
+  config.augment = ml_collections.ConfigDict()
+  config.augment.flip = False  # random horizontal flip.
+  config.augment.shift = 0.0  # max shift as a fraction of the side (Keras width/height_shift_range).
+  config.augment.rotation = 0.0  # max rotation in degrees.
+  config.augment.zoom = 0.0  # zoom in [1 - zoom, 1 + zoom].
+  config.augment.shear = 0.0  # max shear in degrees.
+
+  # Checkpoints and reporting.
+  config.keep_checkpoints = 3  # the latest few; the best by validation accuracy is kept as well.
+  config.progress_bar = 'auto'  # auto (when attached to a terminal) | on | off
+  config.report_every_steps = 100  # steps/s and ETA through clu's ReportProgress.
+  return config

@@ -1,0 +1,148 @@
+"""Fashion-MNIST through tensorflow-datasets' own `fashion_mnist` builder, held whole in memory.
+
+Preparation order (once per `data_dir`):
+1. an already prepared builder is used as is (tfds writes into a temporary folder and renames it
+   only when complete, so a half-prepared directory never counts as prepared);
+2. if the download host answers, tfds downloads and verifies the archives itself;
+3. otherwise the four original archives are rebuilt byte for byte from the Debian package
+   `dataset-fashion-mnist` (only their gzip header differs, see `rebuild_archive`) and handed to tfds
+   as its manual directory; tfds checks their size and sha256 against its registered checksums.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import socket
+import tempfile
+import urllib.parse
+from typing import Any
+
+from absl import logging
+import numpy as np
+
+DATASET = 'fashion_mnist'
+CLASS_NAMES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker',
+               'Bag', 'Ankle boot')
+# Pixel statistics of the 60,000 training images, scaled to [0, 1].
+MEAN, STD = 0.2860, 0.3530
+DEBIAN_ARCHIVES_DIR = '/usr/share/datasets/fashion-mnist'
+# mtime of the original archives' gzip headers (see ../shared/notes/offline-data.md).
+_ORIGINAL_MTIME = {'train': 0x59a7e9de, 't10k': 0x59a7e9f3}
+
+
+class DataUnavailableError(RuntimeError):
+  """Fashion-MNIST is neither prepared, nor downloadable, nor available locally."""
+
+
+def _import_tfds():
+  # tfds imports TensorFlow; keep it out of module import so `--help` and config errors stay fast.
+  os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  tf.config.set_visible_devices([], 'GPU')  # TF must not grab accelerator memory JAX needs.
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  return tfds
+
+
+def rebuild_archive(debian_path: str, out_path: str) -> None:
+  """Writes the original archive: Debian dropped the file name and changed the mtime in the header.
+
+  original = 1f 8b 08 08 + mtime (LE) + Debian bytes 8-9 (XFL, OS) + file name + NUL + Debian
+  bytes 10.. (the same deflate stream and trailer).
+  """
+  with open(debian_path, 'rb') as f:
+    data = f.read()
+  if data[:3] != b'\x1f\x8b\x08':
+    raise DataUnavailableError(f'{debian_path} is not a gzip file; reinstall it with '
+                               '`apt-get install --reinstall dataset-fashion-mnist`.')
+  name = os.path.basename(debian_path)[:-len('.gz')]
+  mtime = _ORIGINAL_MTIME[name.split('-')[0]]
+  header = b'\x1f\x8b\x08\x08' + mtime.to_bytes(4, 'little') + data[8:10] + name.encode() + b'\0'
+  with open(out_path, 'wb') as f:
+    f.write(header + data[10:])
+
+
+def sha256(path: str) -> str:
+  with open(path, 'rb') as f:
+    return hashlib.sha256(f.read()).hexdigest()
+
+
+def _host_reachable(url: str, timeout: float = 3.0) -> bool:
+  """tfds retries an unreachable host for minutes; a few seconds tell us first."""
+  parts = urllib.parse.urlparse(url)
+  port = parts.port or (443 if parts.scheme == 'https' else 80)
+  try:
+    with socket.create_connection((parts.hostname, port), timeout=timeout):
+      return True
+  except OSError:
+    return False
+
+
+def _prepare_from_archives(builder, tfds, archives_dir: str) -> None:
+  expected = builder.url_infos  # url -> UrlInfo(size, checksum, filename), tfds' registered values.
+  missing = [i.filename for i in expected.values()
+             if not os.path.isfile(os.path.join(archives_dir, i.filename))]
+  if missing:
+    raise FileNotFoundError(missing)
+  manual_dir = tempfile.mkdtemp(prefix='fmnist_archives_')
+  try:
+    for info in expected.values():
+      out = os.path.join(manual_dir, info.filename)
+      rebuild_archive(os.path.join(archives_dir, info.filename), out)
+      if sha256(out) != info.checksum:
+        raise DataUnavailableError(
+            f'{os.path.join(archives_dir, info.filename)} does not rebuild into the original '
+            f'archive (sha256 {sha256(out)} != {info.checksum}): the file is truncated or altered. '
+            'Reinstall it with `apt-get install --reinstall dataset-fashion-mnist`.')
+    logging.info('Rebuilt the original archives from %s; preparing with tfds.', archives_dir)
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
+  finally:
+    shutil.rmtree(manual_dir, ignore_errors=True)
+
+
+def prepare(data_dir: str, archives_dir: str = DEBIAN_ARCHIVES_DIR):
+  """Returns a prepared tfds builder for fashion_mnist in `data_dir`, preparing it if needed."""
+  tfds = _import_tfds()
+  data_dir = os.path.expanduser(data_dir)
+  builder = tfds.builder(DATASET, data_dir=data_dir)
+  if builder.is_prepared():
+    return builder
+  url = next(iter(builder.url_infos))
+  if _host_reachable(url):
+    logging.info('Downloading %s with tfds into %s.', DATASET, data_dir)
+    builder.download_and_prepare()
+    return builder
+  archives_dir = os.path.expanduser(archives_dir)
+  try:
+    _prepare_from_archives(builder, tfds, archives_dir)
+  except FileNotFoundError as e:
+    raise DataUnavailableError(
+        f'Fashion-MNIST is not prepared in {data_dir!r}, its download host cannot be reached, and '
+        f'the local archives are missing from {archives_dir!r} ({e}). Either give this machine '
+        'internet access so tfds can download it, or install the Debian package '
+        '(`apt-get install dataset-fashion-mnist`, which puts the archives in '
+        f'{DEBIAN_ARCHIVES_DIR}) or point --config.archives_dir at a folder holding the four '
+        '*-ubyte.gz archives.') from None
+  return builder
+
+
+def load_split(builder, split: str) -> dict[str, np.ndarray]:
+  """Returns {'image': uint8 (N, 28, 28, 1), 'label': int32 (N,)} for a tfds split string."""
+  tfds = _import_tfds()
+  data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+  return {'image': np.asarray(data['image'], np.uint8),
+          'label': np.asarray(data['label'], np.int32)}
+
+
+def load(config: Any) -> dict[str, dict[str, np.ndarray]]:
+  """Loads the train, validation and test splits named by the config."""
+  builder = prepare(config.data_dir, config.archives_dir)
+  splits = {'train': config.train_split, 'validation': config.validation_split,
+            'test': config.test_split}
+  return {name: load_split(builder, split) for name, split in splits.items() if split}
+
+
+def normalize(images):
+  """uint8 images -> float32, standardised with the training set's statistics."""
+  return (images.astype('float32') / 255.0 - MEAN) / STD

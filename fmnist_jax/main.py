@@ -1,0 +1,33 @@
+"""Command line: `python -m fmnist_jax.main --config configs/cnn.py --workdir W [--config.x=y]`."""
+import logging as pylogging
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from fmnist_jax import train
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and results.')
+config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
+flags.mark_flags_as_required(['config', 'workdir'])
+
+
+class _QuietOrbax:
+  """Orbax logs every file it writes at INFO; keep its warnings and errors only."""
+
+  def filter(self, record) -> bool:
+    return record.levelno >= pylogging.WARNING or '/orbax/' not in record.pathname
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+  logging.get_absl_handler().addFilter(_QuietOrbax())
+  logging.info('Config:\n%s', FLAGS.config)
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+
+
+if __name__ == '__main__':
+  app.run(main)

@@ -1,0 +1,304 @@
+"""Training: the state, the jitted train step and the epoch loop with checkpoints and writers.
+
+Reproducibility: the dropout and augmentation rngs of a step are `fold_in(key(seed), step)` and the
+shuffle of an epoch is `fold_in(shuffle_key, epoch)`, so a run resumed from a checkpoint continues
+exactly as the uninterrupted run would have.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import sys
+import time
+from typing import Any
+
+from absl import logging
+from clu import metric_writers
+from clu import parameter_overview
+from clu import periodic_actions
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax.training import train_state
+
+from fmnist_jax import augment
+from fmnist_jax import checkpoint
+from fmnist_jax import evaluate
+from fmnist_jax import input_pipeline
+from fmnist_jax import models
+
+OPTIMIZERS = ('adam', 'adamw', 'sgd')
+SCHEDULES = ('constant', 'cosine', 'step')
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+
+  @property
+  def variables(self) -> dict[str, Any]:
+    if self.batch_stats:
+      return {'params': self.params, 'batch_stats': self.batch_stats}
+    return {'params': self.params}
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Fails on a bad field before any data is loaded or anything is compiled."""
+  def bad(field, value, allowed):
+    raise ValueError(f'config.{field}={value!r} is invalid; {allowed}.')
+  if config.model not in models.MODELS:
+    bad('model', config.model, f'choose one of {sorted(models.MODELS)}')
+  if config.optimizer not in OPTIMIZERS:
+    bad('optimizer', config.optimizer, f'choose one of {list(OPTIMIZERS)}')
+  if config.schedule not in SCHEDULES:
+    bad('schedule', config.schedule, f'choose one of {list(SCHEDULES)}')
+  for field in ('learning_rate', 'num_epochs', 'batch_size', 'eval_batch_size', 'keep_checkpoints'):
+    if not config[field] > 0:
+      bad(field, config[field], 'it must be positive')
+  if not config.train_split.startswith('train') or not config.validation_split.startswith('train'):
+    bad('train_split/validation_split', (config.train_split, config.validation_split),
+        "both must be slices of 'train' (the test split is only for the final evaluation)")
+  unknown = set(config.augment.keys()) - set(augment.KEYS)
+  if unknown:
+    bad('augment', sorted(unknown), f'known keys are {list(augment.KEYS)}')
+  if config.progress_bar not in ('auto', 'on', 'off'):
+    bad('progress_bar', config.progress_bar, "choose 'auto', 'on' or 'off'")
+
+
+def create_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
+  total = config.num_epochs * steps_per_epoch
+  warmup = int(config.warmup_epochs * steps_per_epoch)
+  lr = config.learning_rate
+  if config.schedule == 'cosine':
+    schedule = optax.cosine_decay_schedule(lr, max(total - warmup, 1))
+  elif config.schedule == 'step':
+    schedule = optax.piecewise_constant_schedule(
+        lr, {int(b * total) - warmup: config.step_decay for b in config.step_boundaries})
+  else:
+    schedule = optax.constant_schedule(lr)
+  if warmup:
+    schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), schedule], [warmup])
+  if config.optimizer == 'sgd':
+    return optax.sgd(schedule, momentum=config.momentum)
+  if config.optimizer == 'adamw':
+    return optax.adamw(schedule, weight_decay=config.weight_decay)
+  return optax.adam(schedule)
+
+
+def create_model(config):
+  kwargs = {} if config.dropout_rate < 0 else {'dropout_rate': config.dropout_rate}
+  return models.create_model(config.model, **kwargs)
+
+
+def create_train_state(config, model, steps_per_epoch: int) -> TrainState:
+  variables = models.init_variables(model, jax.random.key(config.seed))
+  return TrainState.create(apply_fn=model.apply, params=variables['params'],
+                           batch_stats=variables.get('batch_stats', {}),
+                           tx=create_optimizer(config, steps_per_epoch))
+
+
+def train_step(state: TrainState, totals: evaluate.Metrics, images, labels, perm, i, rng, *,
+               batch_size: int, augment_cfg):
+  """One optimizer step on batch `i` of the epoch's permutation; everything stays on the device."""
+  idx = jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size)
+  x, y = images[idx], labels[idx]
+  dropout_rng, augment_rng = jax.random.split(jax.random.fold_in(rng, state.step))
+  x = augment.augment(x.astype(jnp.float32) / 255.0, augment_rng, augment_cfg)
+  x = (x - input_pipeline.MEAN) / input_pipeline.STD
+
+  def loss_fn(params):
+    variables = {'params': params}
+    if state.batch_stats:
+      variables['batch_stats'] = state.batch_stats
+    logits, updates = state.apply_fn(variables, x, train=True, rngs={'dropout': dropout_rng},
+                                     mutable=['batch_stats'])
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    return loss, (logits, updates)
+
+  (_, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  state = state.apply_gradients(grads=grads,
+                                batch_stats=updates.get('batch_stats', state.batch_stats))
+  return state, totals.merge(evaluate.batch_metrics(logits, y))
+
+
+def _permutation(key, n, steps, batch_size):
+  return jax.random.permutation(key, n)[:steps * batch_size]
+
+
+def _flat_hparams(config) -> dict[str, Any]:
+  flat = {}
+  def walk(d, prefix=''):
+    for k, v in d.items():
+      if isinstance(v, dict):
+        walk(v, f'{prefix}{k}.')
+      else:
+        flat[prefix + k] = v if isinstance(v, (int, float, str, bool)) else str(v)
+  walk(config.to_dict())
+  return flat
+
+
+def _progress_bar(config, total, desc):
+  enabled = config.progress_bar == 'on' or (config.progress_bar == 'auto' and sys.stderr.isatty())
+  if not enabled:
+    return None
+  import tqdm  # pylint: disable=g-import-not-at-top
+  return tqdm.tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+
+
+def _write_json(path: str, obj: Any) -> None:
+  """Writes through a temporary file so a reader never sees half a file."""
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, indent=2)
+  os.replace(tmp, path)
+
+
+def _results(config, model, state, history, meta, test_metrics, best_epoch) -> dict[str, Any]:
+  best = history[best_epoch - 1]
+  train_images = sum(h['train_images'] for h in history)
+  train_time = sum(h['train_seconds'] for h in history)
+  return {
+      'model': config.model,
+      'seed': config.seed,
+      'num_params': models.count_params(state.variables),
+      'num_trainable_params': models.count_params(state.params),
+      'epochs': len(history),
+      'best_epoch': best_epoch,
+      'test_accuracy': test_metrics['accuracy'],
+      'test_loss': test_metrics['loss'],
+      'validation_accuracy': best['validation_accuracy'],
+      'validation_loss': best['validation_loss'],
+      'train_seconds': sum(h['seconds'] for h in history),
+      'train_images_per_second': train_images / train_time,
+      'compile_seconds': meta['compile_seconds'],
+      'backend': jax.default_backend(),
+      'devices': [str(d) for d in jax.devices()],
+      'history': history,
+  }
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+  """Trains (or resumes) in `workdir`; returns and writes results.json. A finished run only reports."""
+  validate_config(config)
+  os.makedirs(workdir, exist_ok=True)
+  results_path = os.path.join(workdir, 'results.json')
+  mngr = checkpoint.manager(workdir, config.keep_checkpoints)
+  latest = mngr.latest_step()
+  if latest is not None and latest >= config.num_epochs and os.path.exists(results_path):
+    with open(results_path) as f:
+      results = json.load(f)
+    logging.info('%s already holds a finished run; nothing to train.', workdir)
+    print(summary_line(results))
+    return results
+
+  _write_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
+  data = input_pipeline.load(config)
+  train = data['train']
+  n_train = len(train['label'])
+  batch_size = config.batch_size
+  if n_train < batch_size:
+    raise ValueError(f'config.train_split={config.train_split!r} holds {n_train} images, fewer '
+                     f'than config.batch_size={batch_size}.')
+  steps_per_epoch = n_train // batch_size
+  model = create_model(config)
+  state = create_train_state(config, model, steps_per_epoch)
+
+  meta = {'history': [], 'compile_seconds': None}
+  if latest is not None:
+    state, meta = checkpoint.restore(mngr, latest, state)
+    logging.info('Resumed from the checkpoint after epoch %d.', latest)
+  history = meta['history']
+  start_epoch = len(history)
+
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  if start_epoch == 0:
+    writer.write_hparams(_flat_hparams(config))
+  logging.info('%s parameters:\n%s', config.model,
+               parameter_overview.get_parameter_overview(state.variables))
+  print(f'{config.model}: {models.count_params(state.variables):,} parameters '
+        f'({models.count_params(state.params):,} trainable)', flush=True)
+
+  images, labels = jnp.asarray(train['image']), jnp.asarray(train['label'])
+  validation = evaluate.Evaluator(model, data['validation']['image'],
+                                  data['validation']['label'], config.eval_batch_size)
+  rng = jax.random.key(config.seed)
+  shuffle_rng = jax.random.fold_in(rng, 0x5EED)
+  permutation = jax.jit(_permutation, static_argnums=(1, 2, 3))
+  step_fn = jax.jit(functools.partial(train_step, batch_size=batch_size,
+                                      augment_cfg=config.augment), donate_argnums=(0, 1))
+  t0 = time.perf_counter()
+  perm0 = permutation(jax.random.fold_in(shuffle_rng, 1), n_train, steps_per_epoch, batch_size)
+  compiled_step = step_fn.lower(state, evaluate.Metrics.empty(), images, labels, perm0,
+                                np.int32(0), rng).compile()
+  meta['compile_seconds'] = time.perf_counter() - t0
+  logging.info('Compiled the train step in %.1f s.', meta['compile_seconds'])
+
+  total_steps = config.num_epochs * steps_per_epoch
+  report_progress = periodic_actions.ReportProgress(
+      num_train_steps=total_steps, writer=writer, every_steps=config.report_every_steps)
+  for epoch in range(start_epoch + 1, config.num_epochs + 1):
+    epoch_start = time.perf_counter()
+    perm = permutation(jax.random.fold_in(shuffle_rng, epoch), n_train, steps_per_epoch,
+                       batch_size)
+    totals = evaluate.Metrics.empty()
+    bar = _progress_bar(config, steps_per_epoch, f'epoch {epoch}/{config.num_epochs}')
+    for i in range(steps_per_epoch):
+      state, totals = compiled_step(state, totals, images, labels, perm, np.int32(i), rng)
+      report_progress(int(epoch - 1) * steps_per_epoch + i + 1)
+      if bar is not None:
+        bar.update()
+    train_metrics = {k: float(v) for k, v in totals.compute().items()}  # waits for the epoch.
+    train_seconds = time.perf_counter() - epoch_start
+    if bar is not None:
+      bar.close()
+    if not math.isfinite(train_metrics['loss']):
+      raise FloatingPointError(
+          f'The training loss became {train_metrics["loss"]} in epoch {epoch}; the run stops here '
+          f'and the checkpoint after epoch {epoch - 1} is kept. Lower config.learning_rate.')
+    with report_progress.timed('validation'):
+      val_metrics = validation(state.variables)
+    history.append({
+        'epoch': epoch,
+        'train_loss': train_metrics['loss'],
+        'train_accuracy': train_metrics['accuracy'],
+        'validation_loss': val_metrics['loss'],
+        'validation_accuracy': val_metrics['accuracy'],
+        'train_images': steps_per_epoch * batch_size,
+        'train_seconds': train_seconds,
+        'seconds': time.perf_counter() - epoch_start,
+    })
+    step = epoch * steps_per_epoch
+    writer.write_scalars(step, {k: v for k, v in history[-1].items() if k != 'train_images'})
+    writer.write_scalars(step, {'train_images_per_second': steps_per_epoch * batch_size /
+                                train_seconds})
+    logging.info('epoch %d: %s', epoch, json.dumps(history[-1]))
+    print(f'epoch {epoch:3d}/{config.num_epochs}  train loss {train_metrics["loss"]:.4f} '
+          f'acc {train_metrics["accuracy"]:.4f}  val loss {val_metrics["loss"]:.4f} '
+          f'acc {val_metrics["accuracy"]:.4f}  {history[-1]["seconds"]:.1f}s', flush=True)
+    checkpoint.save(mngr, epoch, state, meta)
+
+  best_epoch = max(history, key=lambda h: h['validation_accuracy'])['epoch']
+  best_state = state if best_epoch == len(history) else checkpoint.restore(
+      mngr, best_epoch, state)[0]
+  test = data['test']
+  test_metrics = evaluate.Evaluator(model, test['image'], test['label'],
+                                    config.eval_batch_size)(best_state.variables)
+  results = _results(config, model, best_state, history, meta, test_metrics, best_epoch)
+  writer.write_scalars(len(history) * steps_per_epoch,
+                       {'test_loss': test_metrics['loss'], 'test_accuracy': test_metrics['accuracy']})
+  writer.flush()
+  writer.close()
+  _write_json(results_path, results)
+  print(summary_line(results), flush=True)
+  return results
+
+
+def summary_line(results: dict[str, Any]) -> str:
+  return (f'{results["model"]}: test accuracy {results["test_accuracy"]:.4f}, test loss '
+          f'{results["test_loss"]:.4f} (best validation epoch {results["best_epoch"]} of '
+          f'{results["epochs"]}, validation accuracy {results["validation_accuracy"]:.4f}), '
+          f'{results["train_images_per_second"]:.0f} train images/s, '
+          f'{results["train_seconds"]:.0f} s')
