@@ -8,5 +8,5 @@ def get_config():
   config.num_epochs = 30
   config.schedule = 'cosine'
   config.augment.flip = True
-  config.augment.shift = 0.1
+  config.augment.shift = 0.05
   return config
