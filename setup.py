@@ -1,0 +1,27 @@
+"""fmnist_jax: MLP, CNN and BN-CNN on Fashion-MNIST with JAX, Flax, Optax, tfds, Orbax and CLU."""
+from setuptools import find_packages, setup
+
+setup(
+    name='fmnist_jax',
+    version='0.1.0',
+    description='Fashion-MNIST classification in JAX/Flax: train, compare and reproduce reports.',
+    packages=find_packages(include=['fmnist_jax', 'fmnist_jax.*']),
+    python_requires='>=3.11',
+    # Ranges are the ones tested (Python 3.11: jax 0.10.2, flax 0.12.8, orbax 0.12.8, tfds 4.9.10).
+    install_requires=[
+        'absl-py>=2.0',
+        'clu>=0.0.12',
+        'flax>=0.10.4,<0.13',
+        'importlib_resources>=6.0',  # tfds needs it at prepare time and does not declare it.
+        'jax>=0.5.0,<0.11',
+        'ml-collections>=1.0',
+        'numpy>=1.26',
+        'optax>=0.2.4,<0.3',
+        'orbax-checkpoint>=0.11.10,<0.13',  # preservation policies (latest N + best).
+        'tensorboard>=2.16',  # clu's TensorBoard writer imports it.
+        'tensorflow-cpu>=2.16',  # tfds' as_dataset; data loading only, JAX does the compute.
+        'tensorflow-datasets>=4.9.7,<5',
+        'tqdm>=4.60',
+    ],
+    extras_require={'test': ['pytest>=8']},
+)

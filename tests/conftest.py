@@ -1,0 +1,37 @@
+"""Shared fixtures: the real Fashion-MNIST, prepared once per session in the default data_dir."""
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # so `configs` imports like it does for `python -m fmnist_jax.main`.
+
+from configs import default  # pylint: disable=g-import-not-at-top
+from fmnist_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+
+
+@pytest.fixture(scope='session')
+def data_dir():
+  return os.environ.get('FMNIST_DATA_DIR', default.get_config().data_dir)
+
+
+@pytest.fixture(scope='session')
+def builder(data_dir):
+  return input_pipeline.prepare(data_dir)
+
+
+@pytest.fixture
+def small_config(data_dir):
+  """A quick run on real slices: 2,000 training and 1,000 validation images, constant rate."""
+  config = default.get_config()
+  config.model = 'mlp'
+  config.data_dir = data_dir
+  config.train_split = 'train[:2000]'
+  config.validation_split = 'train[59000:]'
+  config.test_split = 'test[:1000]'
+  config.num_epochs = 2
+  config.batch_size = 100
+  config.schedule = 'constant'
+  config.progress_bar = 'off'
+  return config

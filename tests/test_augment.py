@@ -1,0 +1,64 @@
+"""On-device augmentation: shape and range kept, deterministic per key, identity when off."""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from fmnist_jax import augment
+
+
+def cfg(**kw):
+  c = ml_collections.ConfigDict(dict(flip=False, shift=0.0, rotation=0.0, zoom=0.0, shear=0.0))
+  c.update(kw)
+  return c
+
+
+@pytest.fixture(scope='module')
+def images():
+  return jax.random.uniform(jax.random.key(0), (16, 28, 28, 1))
+
+
+ALL_ON = dict(flip=True, shift=0.1, rotation=15.0, zoom=0.1, shear=10.0)
+
+
+def test_off_is_identity(images):
+  out = augment.augment(images, jax.random.key(1), cfg())
+  np.testing.assert_array_equal(out, images)
+  assert not augment.is_enabled(cfg())
+
+
+@pytest.mark.parametrize('kw', [dict(flip=True), dict(shift=0.1), dict(rotation=15.0),
+                                dict(zoom=0.1), dict(shear=10.0), ALL_ON])
+def test_shape_range_determinism(images, kw):
+  c = cfg(**kw)
+  f = jax.jit(lambda x, k: augment.augment(x, k, c))
+  a = f(images, jax.random.key(1))
+  assert a.shape == images.shape and a.dtype == images.dtype
+  assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+  np.testing.assert_array_equal(a, f(images, jax.random.key(1)))
+  assert not np.array_equal(a, f(images, jax.random.key(2)))
+  assert not np.array_equal(a, images)
+
+
+def test_flip_gives_image_or_its_mirror(images):
+  out = np.asarray(augment.augment(images, jax.random.key(3), cfg(flip=True)))
+  x = np.asarray(images)
+  flipped = [np.array_equal(o, m[:, ::-1]) for o, m in zip(out, x)]
+  same = [np.array_equal(o, m) for o, m in zip(out, x)]
+  assert all(f or s for f, s in zip(flipped, same)) and any(flipped) and any(same)
+
+
+def test_zero_strength_warp_is_exact():
+  # A warp whose ranges are all tiny must sample the pixel grid itself.
+  x = jax.random.uniform(jax.random.key(0), (4, 28, 28, 1))
+  out = augment.augment(x, jax.random.key(1), cfg(rotation=1e-6))
+  np.testing.assert_allclose(out, x, atol=1e-4)
+
+
+def test_shift_moves_content():
+  x = jnp.zeros((1, 28, 28, 1)).at[0, 10:18, 10:18, 0].set(1.0)
+  out = augment.augment(x, jax.random.key(5), cfg(shift=0.2))
+  rows, cols = np.nonzero(np.asarray(out[0, :, :, 0]) > 0.5)
+  assert abs(rows.mean() - 13.5) + abs(cols.mean() - 13.5) > 0.5
+  assert abs(float(out.sum()) - 64.0) < 8.0  # mass is moved, not lost (square stays inside)

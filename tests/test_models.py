@@ -1,0 +1,50 @@
+"""Model output shapes, parameter counts and train/eval behaviour."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fmnist_jax import models
+
+# Counts derived by hand from the architectures (and, for bn_cnn, the Keras summary of the report).
+EXPECTED = {
+    'mlp': {'params': 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10},  # 235,146
+    'cnn': {'params': 320 + 18_496 + 5 * 5 * 64 * 128 + 128 + 1_290},  # 225,034
+    'bn_cnn': {'params': 241_994, 'batch_stats': 448},
+}
+
+
+@pytest.mark.parametrize('name', sorted(EXPECTED))
+def test_parameter_counts(name):
+  variables = models.init_variables(models.create_model(name), jax.random.key(0))
+  counts = {k: models.count_params(v) for k, v in variables.items()}
+  print(name, counts, 'total', sum(counts.values()))
+  assert counts == EXPECTED[name]
+
+
+def test_bn_cnn_total_matches_keras_summary():
+  variables = models.init_variables(models.create_model('bn_cnn'), jax.random.key(0))
+  assert models.count_params(variables) == 242_442
+
+
+@pytest.mark.parametrize('name', sorted(EXPECTED))
+def test_output_shape_and_modes(name):
+  model = models.create_model(name)
+  variables = models.init_variables(model, jax.random.key(0))
+  x = jax.random.normal(jax.random.key(1), (8, 28, 28, 1))
+  logits = model.apply(variables, x, train=False)
+  assert logits.shape == (8, 10) and logits.dtype == jnp.float32
+  np.testing.assert_array_equal(logits, model.apply(variables, x, train=False))  # deterministic
+  train_out = [model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(s)},
+                           mutable=['batch_stats']) for s in (0, 1)]
+  assert not np.allclose(train_out[0][0], train_out[1][0])  # dropout is active in training
+  if 'batch_stats' in variables:
+    new_stats = train_out[0][1]['batch_stats']
+    changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)),
+                                     variables['batch_stats'], new_stats)
+    assert all(jax.tree_util.tree_leaves(changed))  # statistics move in training
+
+
+def test_unknown_model_is_named():
+  with pytest.raises(ValueError, match="config.model='resnet'"):
+    models.create_model('resnet')

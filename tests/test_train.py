@@ -1,0 +1,146 @@
+"""Training: a step lowers the loss, optimizers and schedules, config checks, resume, end to end."""
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import default
+from fmnist_jax import checkpoint
+from fmnist_jax import evaluate
+from fmnist_jax import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize('name', ['mlp', 'cnn', 'bn_cnn'])
+def test_train_step_lowers_loss(name):
+  config = default.get_config()
+  config.model = name
+  model = train.create_model(config)
+  state = train.create_train_state(config, model, steps_per_epoch=10)
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.integers(0, 256, (64, 28, 28, 1), dtype=np.uint8))
+  labels = jnp.asarray(rng.integers(0, 10, (64,), dtype=np.int32))
+  perm = jnp.arange(64)
+  step = jax.jit(lambda s, m, i: train.train_step(
+      s, m, images, labels, perm, i, jax.random.key(0), batch_size=64,
+      augment_cfg=config.augment))
+  losses = []
+  for _ in range(40):
+    state, totals = step(state, evaluate.Metrics.empty(), 0)
+    losses.append(float(totals.compute()['loss']))
+  assert int(state.step) == 40
+  assert losses[-1] < 0.5 * losses[0], losses
+
+
+@pytest.mark.parametrize('optimizer,schedule', [('adam', 'constant'), ('adamw', 'cosine'),
+                                                ('sgd', 'step')])
+def test_optimizers_and_schedules(optimizer, schedule):
+  config = default.get_config()
+  config.optimizer, config.schedule, config.num_epochs = optimizer, schedule, 4
+  config.learning_rate, config.weight_decay = 0.1, 1e-4
+  tx = train.create_optimizer(config, steps_per_epoch=10)
+  params = {'w': jnp.ones(3)}
+  opt_state = tx.init(params)
+  sizes = []
+  for _ in range(40):
+    updates, opt_state = tx.update({'w': jnp.ones(3)}, opt_state, params)
+    sizes.append(float(jnp.abs(updates['w'][0])))
+  if schedule == 'constant':
+    assert sizes[0] == pytest.approx(sizes[-1], rel=1e-3)
+  elif schedule == 'cosine':
+    assert sizes[-1] < 0.01 * sizes[0]
+  else:  # step: x0.1 at 50 % and again at 75 % of the 40 steps (sgd momentum 0.9 smooths it).
+    assert sizes[19] > 5 * sizes[25] and sizes[25] > 5 * sizes[-1]
+
+
+@pytest.mark.parametrize('field,value', [
+    ('model', 'resnet'), ('optimizer', 'rmsprop'), ('schedule', 'linear'),
+    ('learning_rate', 0.0), ('batch_size', -1), ('validation_split', 'test[:1000]'),
+    ('train_split', 'test')])
+def test_bad_config_names_the_field(field, value):
+  config = default.get_config()
+  config[field] = value
+  with pytest.raises(ValueError, match=f'config.*{field.split("_")[0]}'):
+    train.validate_config(config)
+
+
+def test_unknown_augmentation_key():
+  config = default.get_config()
+  config.augment.blur = 1.0
+  with pytest.raises(ValueError, match="config.augment=\\['blur'\\]"):
+    train.validate_config(config)
+
+
+def _final_params(workdir, config):
+  model = train.create_model(config)
+  mngr = checkpoint.manager(workdir, config.keep_checkpoints)
+  abstract = train.create_train_state(config, model, steps_per_epoch=1)
+  state, _ = checkpoint.restore(mngr, mngr.latest_step(), abstract)
+  return state
+
+
+def test_resume_continues_identically(small_config, tmp_path):
+  small_config.model = 'bn_cnn'  # BatchNorm statistics and optimizer state must survive too.
+  small_config.augment.flip = True
+  small_config.augment.shift = 0.1
+  full, resumed = str(tmp_path / 'full'), str(tmp_path / 'resumed')
+  reference = train.train_and_evaluate(small_config, full)
+  # Interrupted after epoch 1: the same run with only epoch 1's checkpoint left behind.
+  train.train_and_evaluate(small_config, resumed)
+  mngr = checkpoint.manager(resumed, small_config.keep_checkpoints)
+  mngr.delete(2)
+  os.remove(os.path.join(resumed, 'results.json'))
+  assert checkpoint.manager(resumed, small_config.keep_checkpoints).latest_step() == 1
+  again = train.train_and_evaluate(small_config, resumed)
+  for key in ('test_accuracy', 'test_loss', 'validation_accuracy', 'validation_loss'):
+    assert again[key] == reference[key]
+  strip = lambda h: [{k: v for k, v in e.items() if 'seconds' not in k} for e in h]
+  assert strip(again['history']) == strip(reference['history'])
+  a, b = _final_params(full, small_config), _final_params(resumed, small_config)
+  assert int(a.step) == int(b.step) == 2 * (2000 // 100)
+  for x, y in zip(jax.tree_util.tree_leaves((a.params, a.batch_stats, a.opt_state)),
+                  jax.tree_util.tree_leaves((b.params, b.batch_stats, b.opt_state))):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_same_seed_same_numbers_other_seed_differs(small_config, tmp_path):
+  small_config.num_epochs = 1
+  a = train.train_and_evaluate(small_config, str(tmp_path / 'a'))
+  b = train.train_and_evaluate(small_config, str(tmp_path / 'b'))
+  small_config.seed = 1
+  c = train.train_and_evaluate(small_config, str(tmp_path / 'c'))
+  assert a['test_loss'] == b['test_loss'] and a['history'][0]['train_loss'] == b['history'][0][
+      'train_loss']
+  assert c['test_loss'] != a['test_loss']
+
+
+def test_cli_end_to_end_on_a_real_slice(data_dir, tmp_path):
+  """The README's command on a real slice: outputs, an accuracy floor, and resume on a rerun."""
+  workdir = str(tmp_path / 'w')
+  cmd = [sys.executable, '-m', 'fmnist_jax.main', '--config', 'configs/cnn.py', '--workdir', workdir,
+         '--config.num_epochs=3', '--config.train_split=train[:6000]',
+         '--config.validation_split=train[58000:]', f'--config.data_dir={data_dir}']
+  out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  results = json.load(open(os.path.join(workdir, 'results.json')))
+  config = json.load(open(os.path.join(workdir, 'config.json')))
+  assert config['model'] == 'cnn' and config['num_epochs'] == 3
+  assert results['model'] == 'cnn' and results['num_params'] == 225_034
+  assert len(results['history']) == 3 and results['epochs'] == 3
+  for key in ('test_accuracy', 'test_loss', 'validation_accuracy', 'validation_loss',
+              'train_seconds', 'train_images_per_second', 'compile_seconds'):
+    assert results[key] > 0, key
+  assert results['test_accuracy'] >= 0.75  # 6,000 images, 3 epochs, the full 10,000 test images.
+  assert glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints', '3', 'state'))
+  again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert again.returncode == 0
+  assert 'nothing to train' in again.stderr and 'epoch   1/' not in again.stdout
+  assert json.load(open(os.path.join(workdir, 'results.json'))) == results
