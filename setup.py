@@ -19,7 +19,9 @@ setup(
         'optax>=0.2.4,<0.3',
         'orbax-checkpoint>=0.11.10,<0.13',  # preservation policies (latest N + best).
         'tensorboard>=2.16',  # clu's TensorBoard writer imports it.
-        'tensorflow-cpu>=2.16',  # tfds' as_dataset; data loading only, JAX does the compute.
+        # tfds' as_dataset needs TensorFlow; it only reads data, JAX does the compute.
+        'tensorflow-cpu>=2.16; platform_system == "Linux"',
+        'tensorflow>=2.16; platform_system != "Linux"',
         'tensorflow-datasets>=4.9.7,<5',
         'tqdm>=4.60',
     ],

@@ -6,7 +6,6 @@ def get_config():
   config = default.get_config()
   config.model = 'bn_cnn'
   config.num_epochs = 30
-  config.schedule = 'cosine'
   config.augment.flip = True
   config.augment.shift = 0.05
   return config

@@ -9,5 +9,4 @@ def get_config():
   config = default.get_config()
   config.model = 'cnn'
   config.num_epochs = 30
-  config.schedule = 'cosine'
   return config

@@ -24,7 +24,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.learning_rate = 1e-3
   config.momentum = 0.9  # sgd only.
   config.weight_decay = 0.0  # adamw only (decoupled).
-  config.schedule = 'constant'  # constant | cosine | step
+  config.schedule = 'cosine'  # constant | cosine | step
   config.warmup_epochs = 0.0
   config.step_boundaries = (0.5, 0.75)  # step: fractions of training where the rate drops...
   config.step_decay = 0.1  # ... by this factor.

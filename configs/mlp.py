@@ -6,5 +6,4 @@ def get_config():
   config = default.get_config()
   config.model = 'mlp'
   config.num_epochs = 40
-  config.schedule = 'cosine'
   return config
