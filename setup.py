@@ -14,10 +14,13 @@ setup(
         'flax>=0.10.4,<0.13',
         'importlib_resources>=6.0',  # tfds needs it at prepare time and does not declare it.
         'jax>=0.5.0,<0.11',
+        'matplotlib>=3.7',  # report figures.
         'ml-collections>=1.0',
         'numpy>=1.26',
         'optax>=0.2.4,<0.3',
+        'pillow>=10',  # reading image files in predict.
         'orbax-checkpoint>=0.11.10,<0.13',  # preservation policies (latest N + best).
+        'scikit-learn>=1.3',  # classification report and confusion matrix.
         'tensorboard>=2.16',  # clu's TensorBoard writer imports it.
         # tfds' as_dataset needs TensorFlow; it only reads data, JAX does the compute.
         'tensorflow-cpu>=2.16; platform_system == "Linux"',

@@ -35,3 +35,8 @@ def restore(mngr: ocp.CheckpointManager, epoch: int, abstract_state: Any):
   restored = mngr.restore(epoch, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
   return restored.state, restored.meta
+
+
+def best_epoch(history: list[dict[str, Any]]) -> int:
+  """The epoch whose checkpoint is evaluated on test: the best validation accuracy, earliest first."""
+  return max(history, key=lambda h: h[BEST_METRIC])['epoch']

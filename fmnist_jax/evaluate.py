@@ -4,6 +4,8 @@
 """
 
 import functools
+import json
+import os
 from typing import Any
 
 from clu import metrics
@@ -14,6 +16,8 @@ import numpy as np
 import optax
 
 from fmnist_jax import input_pipeline
+from fmnist_jax import models
+from fmnist_jax import reporting
 
 
 @flax.struct.dataclass
@@ -48,21 +52,64 @@ class Evaluator:
   def logits(self, variables: dict[str, Any], i: int) -> jax.Array:
     return self._logits(variables, self.images, np.int32(i))
 
-  def __call__(self, variables: dict[str, Any]) -> dict[str, float]:
-    """Mean loss and accuracy over the split."""
-    total = None
+  def run(self, variables: dict[str, Any]) -> tuple[dict[str, float], np.ndarray]:
+    """Mean loss and accuracy over the split, and the class probabilities (N, 10) in its order."""
+    total, probs = None, []
     for i in range(self.num_batches):
       sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
-      m = batch_metrics(self.logits(variables, i), self.labels[sl], self.mask[sl])
+      logits = self.logits(variables, i)
+      m = batch_metrics(logits, self.labels[sl], self.mask[sl])
       total = m if total is None else total.merge(m)
-    return {k: float(v) for k, v in total.compute().items()}
+      probs.append(jax.nn.softmax(logits))
+    probs = np.asarray(jnp.concatenate(probs))[:self.num_examples]
+    return {k: float(v) for k, v in total.compute().items()}, probs
 
-  def predict(self, variables: dict[str, Any]) -> np.ndarray:
-    """Class probabilities (N, 10), in the split's order."""
-    probs = [jax.nn.softmax(self.logits(variables, i)) for i in range(self.num_batches)]
-    return np.asarray(jnp.concatenate(probs))[:self.num_examples]
+  def __call__(self, variables: dict[str, Any]) -> dict[str, float]:
+    return self.run(variables)[0]
 
 
 def _logits(model, batch_size, variables, images, i):
   batch = jax.lax.dynamic_slice_in_dim(images, i * batch_size, batch_size)
   return model.apply(variables, input_pipeline.normalize(batch), train=False)
+
+
+def report_on_test(model, variables, test: dict[str, np.ndarray], batch_size: int, workdir: str,
+                   history, writer=None, step: int = 0) -> dict[str, float]:
+  """Evaluates on the test split and writes the report files; accuracy from the predictions."""
+  metrics_, probs = Evaluator(model, test['image'], test['label'], batch_size).run(variables)
+  report = reporting.write_all(workdir, test, probs, metrics_['loss'], history,
+                               models.summary(model), writer=writer, step=step)
+  return {'accuracy': report['accuracy'], 'loss': metrics_['loss']}
+
+
+def evaluate_workdir(workdir: str) -> dict[str, float]:
+  """Re-evaluates the best checkpoint of a run on its test split and rewrites the report files."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from fmnist_jax import checkpoint, train  # pylint: disable=g-import-not-at-top
+  config_path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(config_path):
+    raise FileNotFoundError(f'{config_path} does not exist: --workdir must be a training workdir.')
+  with open(config_path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  mngr = checkpoint.manager(workdir, config.keep_checkpoints)
+  if mngr.latest_step() is None:
+    raise FileNotFoundError(f'{workdir} holds no checkpoint yet; train first.')
+  model = train.create_model(config)
+  abstract = train.create_train_state(config, model, steps_per_epoch=1)
+  _, meta = checkpoint.restore(mngr, mngr.latest_step(), abstract)
+  best = checkpoint.best_epoch(meta['history'])
+  state, _ = checkpoint.restore(mngr, best, abstract)
+  builder = input_pipeline.prepare(config.data_dir, config.archives_dir)
+  test = input_pipeline.load_split(builder, config.test_split, official_order=True)
+  result = report_on_test(model, state.variables, test, config.eval_batch_size, workdir,
+                          meta['history'])
+  print(f'{config.model} (best checkpoint, epoch {best}): test accuracy {result["accuracy"]:.4f}, '
+        f'test loss {result["loss"]:.4f}; report files written to {workdir}')
+  return result
+
+
+if __name__ == '__main__':
+  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string('workdir', None, 'A training workdir (holds config.json and checkpoints).')
+  flags.mark_flag_as_required('workdir')
+  app.run(lambda argv: evaluate_workdir(flags.FLAGS.workdir) and None)

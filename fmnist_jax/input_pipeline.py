@@ -127,20 +127,52 @@ def prepare(data_dir: str, archives_dir: str = DEBIAN_ARCHIVES_DIR):
   return builder
 
 
-def load_split(builder, split: str) -> dict[str, np.ndarray]:
-  """Returns {'image': uint8 (N, 28, 28, 1), 'label': int32 (N,)} for a tfds split string."""
+def official_indices(builder, split: str) -> np.ndarray:
+  """Each example's index in the original archive, for the examples of `split` in tfds' order.
+
+  tfds stores a split sorted by md5(split name, key), and the fashion_mnist builder's key is the
+  example's index in the original archive; tests check this against the archives themselves.
+  """
+  tfds = _import_tfds()
+  from tensorflow_datasets.core import hashing  # pylint: disable=g-import-not-at-top
+  splits = builder.info.splits
+  instructions = tfds.core.ReadInstruction.from_spec(split).to_absolute(splits)
+  orders = {}
+  indices = []
+  for ins in instructions:
+    if ins.splitname not in orders:
+      hasher = hashing.Hasher(ins.splitname)
+      orders[ins.splitname] = np.array(
+          sorted(range(splits[ins.splitname].num_examples), key=hasher.hash_key), np.int64)
+    indices.append(orders[ins.splitname][ins.from_:ins.to])
+  return np.concatenate(indices)
+
+
+def load_split(builder, split: str, official_order: bool = False) -> dict[str, np.ndarray]:
+  """{'image': uint8 (N, 28, 28, 1), 'label': int32 (N,), 'index': int64 (N,)} for a split string.
+
+  `index` is the position in the original archive. With `official_order` the examples are sorted by
+  it (the test set as published); otherwise they stay in tfds' order, which training relies on for
+  reproducing earlier runs.
+  """
   tfds = _import_tfds()
   data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
-  return {'image': np.asarray(data['image'], np.uint8),
-          'label': np.asarray(data['label'], np.int32)}
+  out = {'image': np.asarray(data['image'], np.uint8),
+         'label': np.asarray(data['label'], np.int32),
+         'index': official_indices(builder, split)}
+  if official_order:
+    order = np.argsort(out['index'], kind='stable')
+    out = {k: v[order] for k, v in out.items()}
+  return out
 
 
 def load(config: Any) -> dict[str, dict[str, np.ndarray]]:
-  """Loads the train, validation and test splits named by the config."""
+  """Loads the train, validation and test splits named by the config (test in official order)."""
   builder = prepare(config.data_dir, config.archives_dir)
   splits = {'train': config.train_split, 'validation': config.validation_split,
             'test': config.test_split}
-  return {name: load_split(builder, split) for name, split in splits.items() if split}
+  return {name: load_split(builder, split, official_order=name == 'test')
+          for name, split in splits.items() if split}
 
 
 def normalize(images):

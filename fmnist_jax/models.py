@@ -92,3 +92,10 @@ def init_variables(model: nn.Module, rng: jax.Array) -> dict:
 
 def count_params(tree) -> int:
   return sum(int(x.size) for x in jax.tree_util.tree_leaves(tree))
+
+
+def summary(model: nn.Module) -> str:
+  """Layer-by-layer table with output shapes and parameter counts, like Keras' model.summary()."""
+  return model.tabulate(jax.random.key(0), jnp.zeros((1, 28, 28, 1), jnp.float32), train=False,
+                        depth=1, compute_flops=False, compute_vjp_flops=False,
+                        console_kwargs={'width': 120, 'force_terminal': False})

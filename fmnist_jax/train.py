@@ -280,15 +280,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
           f'acc {val_metrics["accuracy"]:.4f}  {history[-1]["seconds"]:.1f}s', flush=True)
     checkpoint.save(mngr, epoch, state, meta)
 
-  best_epoch = max(history, key=lambda h: h['validation_accuracy'])['epoch']
+  best_epoch = checkpoint.best_epoch(history)
   best_state = state if best_epoch == len(history) else checkpoint.restore(
       mngr, best_epoch, state)[0]
-  test = data['test']
-  test_metrics = evaluate.Evaluator(model, test['image'], test['label'],
-                                    config.eval_batch_size)(best_state.variables)
+  last_step = len(history) * steps_per_epoch
+  test_metrics = evaluate.report_on_test(model, best_state.variables, data['test'],
+                                         config.eval_batch_size, workdir, history, writer,
+                                         last_step)
   results = _results(config, model, best_state, history, meta, test_metrics, best_epoch)
-  writer.write_scalars(len(history) * steps_per_epoch,
-                       {'test_loss': test_metrics['loss'], 'test_accuracy': test_metrics['accuracy']})
+  writer.write_scalars(last_step, {'test_loss': test_metrics['loss'],
+                                   'test_accuracy': test_metrics['accuracy']})
   writer.flush()
   writer.close()
   _write_json(results_path, results)

@@ -1,4 +1,5 @@
 """Training: a step lowers the loss, optimizers and schedules, config checks, resume, end to end."""
+import csv
 import glob
 import json
 import os
@@ -140,6 +141,15 @@ def test_cli_end_to_end_on_a_real_slice(data_dir, tmp_path):
   assert results['test_accuracy'] >= 0.75  # 6,000 images, 3 epochs, the full 10,000 test images.
   assert glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))
   assert os.path.isdir(os.path.join(workdir, 'checkpoints', '3', 'state'))
+  report = json.load(open(os.path.join(workdir, 'classification_report.json')))
+  with open(os.path.join(workdir, 'test_predictions.csv')) as f:
+    rows = list(csv.DictReader(f))
+  assert [int(r['index']) for r in rows] == list(range(10000))
+  assert report['accuracy'] == results['test_accuracy'] == np.mean(
+      [r['label'] == r['predicted'] for r in rows])
+  for name in ('confusion_matrix', 'curves', 'samples', 'misclassified'):
+    with open(os.path.join(workdir, f'{name}.png'), 'rb') as f:
+      assert f.read(8) == b'\x89PNG\r\n\x1a\n'
   again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert again.returncode == 0
   assert 'nothing to train' in again.stderr and 'epoch   1/' not in again.stdout
