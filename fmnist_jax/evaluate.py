@@ -82,8 +82,8 @@ def report_on_test(model, variables, test: dict[str, np.ndarray], batch_size: in
   return {'accuracy': report['accuracy'], 'loss': metrics_['loss']}
 
 
-def evaluate_workdir(workdir: str) -> dict[str, float]:
-  """Re-evaluates the best checkpoint of a run on its test split and rewrites the report files."""
+def load_best(workdir: str):
+  """(config, model, variables, history, best_epoch) of a training workdir's best checkpoint."""
   import ml_collections  # pylint: disable=g-import-not-at-top
   from fmnist_jax import checkpoint, train  # pylint: disable=g-import-not-at-top
   config_path = os.path.join(workdir, 'config.json')
@@ -99,10 +99,15 @@ def evaluate_workdir(workdir: str) -> dict[str, float]:
   _, meta = checkpoint.restore(mngr, mngr.latest_step(), abstract)
   best = checkpoint.best_epoch(meta['history'])
   state, _ = checkpoint.restore(mngr, best, abstract)
+  return config, model, state.variables, meta['history'], best
+
+
+def evaluate_workdir(workdir: str) -> dict[str, float]:
+  """Re-evaluates the best checkpoint of a run on its test split and rewrites the report files."""
+  config, model, variables, history, best = load_best(workdir)
   builder = input_pipeline.prepare(config.data_dir, config.archives_dir)
   test = input_pipeline.load_split(builder, config.test_split, official_order=True)
-  result = report_on_test(model, state.variables, test, config.eval_batch_size, workdir,
-                          meta['history'])
+  result = report_on_test(model, variables, test, config.eval_batch_size, workdir, history)
   print(f'{config.model} (best checkpoint, epoch {best}): test accuracy {result["accuracy"]:.4f}, '
         f'test loss {result["loss"]:.4f}; report files written to {workdir}')
   return result
