@@ -156,7 +156,7 @@ def _write_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)
 
 
-def _results(config, model, state, history, meta, test_metrics, best_epoch) -> dict[str, Any]:
+def _results(config, state, history, meta, test_metrics, best_epoch) -> dict[str, Any]:
   best = history[best_epoch - 1]
   train_images = sum(h['train_images'] for h in history)
   train_time = sum(h['train_seconds'] for h in history)
@@ -287,7 +287,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   test_metrics = evaluate.report_on_test(model, best_state.variables, data['test'],
                                          config.eval_batch_size, workdir, history, writer,
                                          last_step)
-  results = _results(config, model, best_state, history, meta, test_metrics, best_epoch)
+  results = _results(config, best_state, history, meta, test_metrics, best_epoch)
   writer.write_scalars(last_step, {'test_loss': test_metrics['loss'],
                                    'test_accuracy': test_metrics['accuracy']})
   writer.flush()
