@@ -247,7 +247,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     bar = _progress_bar(config, steps_per_epoch, f'epoch {epoch}/{config.num_epochs}')
     for i in range(steps_per_epoch):
       state, totals = compiled_step(state, totals, images, labels, perm, np.int32(i), rng)
-      report_progress(int(epoch - 1) * steps_per_epoch + i + 1)
+      report_progress((epoch - 1) * steps_per_epoch + i + 1)
       if bar is not None:
         bar.update()
     train_metrics = {k: float(v) for k, v in totals.compute().items()}  # waits for the epoch.
