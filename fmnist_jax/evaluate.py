@@ -17,6 +17,7 @@ import optax
 
 from fmnist_jax import input_pipeline
 from fmnist_jax import models
+from fmnist_jax import parallel
 from fmnist_jax import reporting
 
 
@@ -37,17 +38,18 @@ class Evaluator:
   The padded batches keep one compiled shape for every batch and every split size.
   """
 
-  def __init__(self, model, images: np.ndarray, labels: np.ndarray, batch_size: int):
+  def __init__(self, model, images: np.ndarray, labels: np.ndarray, batch_size: int, mesh=None):
     n = len(labels)
     self.num_examples = n
     self.batch_size = min(batch_size, n)
     self.num_batches = -(-n // self.batch_size)
     pad = self.num_batches * self.batch_size - n
-    self.images = jnp.asarray(np.concatenate([images, np.zeros((pad,) + images.shape[1:],
-                                                                images.dtype)]))
-    self.labels = jnp.asarray(np.concatenate([labels, np.zeros((pad,), labels.dtype)]))
-    self.mask = jnp.asarray(np.arange(n + pad) < n)
-    self._logits = jax.jit(functools.partial(_logits, model, self.batch_size))
+    images = np.concatenate([images, np.zeros((pad,) + images.shape[1:], images.dtype)])
+    labels = np.concatenate([labels, np.zeros((pad,), labels.dtype)])
+    self.mesh = parallel.create_mesh() if mesh is None else mesh
+    self.images, self.labels, self.mask = parallel.replicate(
+        (images, labels, np.arange(n + pad) < n), self.mesh)
+    self._logits = jax.jit(functools.partial(_logits, model, self.batch_size, self.mesh))
 
   def logits(self, variables: dict[str, Any], i: int) -> jax.Array:
     return self._logits(variables, self.images, np.int32(i))
@@ -68,15 +70,16 @@ class Evaluator:
     return self.run(variables)[0]
 
 
-def _logits(model, batch_size, variables, images, i):
+def _logits(model, batch_size, mesh, variables, images, i):
   batch = jax.lax.dynamic_slice_in_dim(images, i * batch_size, batch_size)
+  batch = parallel.shard_batch(batch, mesh)
   return model.apply(variables, input_pipeline.normalize(batch), train=False)
 
 
 def report_on_test(model, variables, test: dict[str, np.ndarray], batch_size: int, workdir: str,
-                   history, writer=None, step: int = 0) -> dict[str, float]:
+                   history, writer=None, step: int = 0, mesh=None) -> dict[str, float]:
   """Evaluates on the test split and writes the report files; accuracy from the predictions."""
-  metrics_, probs = Evaluator(model, test['image'], test['label'], batch_size).run(variables)
+  metrics_, probs = Evaluator(model, test['image'], test['label'], batch_size, mesh).run(variables)
   report = reporting.write_all(workdir, test, probs, metrics_['loss'], history,
                                models.summary(model), writer=writer, step=step)
   return {'accuracy': report['accuracy'], 'loss': metrics_['loss']}

@@ -30,6 +30,7 @@ from fmnist_jax import checkpoint
 from fmnist_jax import evaluate
 from fmnist_jax import input_pipeline
 from fmnist_jax import models
+from fmnist_jax import parallel
 
 OPTIMIZERS = ('adam', 'adamw', 'sgd')
 SCHEDULES = ('constant', 'cosine', 'step')
@@ -64,6 +65,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   unknown = set(config.augment.keys()) - set(augment.KEYS)
   if unknown:
     bad('augment', sorted(unknown), f'known keys are {list(augment.KEYS)}')
+  if config.batch_size % jax.device_count() or config.eval_batch_size % jax.device_count():
+    bad('batch_size/eval_batch_size', (config.batch_size, config.eval_batch_size),
+        f'both must be divisible by the {jax.device_count()} devices the batch is split over')
   if config.progress_bar not in ('auto', 'on', 'off'):
     bad('progress_bar', config.progress_bar, "choose 'auto', 'on' or 'off'")
 
@@ -100,11 +104,17 @@ def create_train_state(config, model, steps_per_epoch: int) -> TrainState:
                            tx=create_optimizer(config, steps_per_epoch))
 
 
-def train_step(state: TrainState, totals: evaluate.Metrics, images, labels, perm, i, rng, *,
-               batch_size: int, augment_cfg):
-  """One optimizer step on batch `i` of the epoch's permutation; everything stays on the device."""
+def gather_batch(images, labels, perm, i, batch_size: int, mesh=None):
+  """Batch `i` of the epoch's permutation, split across the mesh's devices when there is one."""
   idx = jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size)
   x, y = images[idx], labels[idx]
+  return (x, y) if mesh is None else parallel.shard_batch((x, y), mesh)
+
+
+def train_step(state: TrainState, totals: evaluate.Metrics, images, labels, perm, i, rng, *,
+               batch_size: int, augment_cfg, mesh=None):
+  """One optimizer step on batch `i` of the epoch's permutation; everything stays on the device."""
+  x, y = gather_batch(images, labels, perm, i, batch_size, mesh)
   dropout_rng, augment_rng = jax.random.split(jax.random.fold_in(rng, state.step))
   x = augment.augment(x.astype(jnp.float32) / 255.0, augment_rng, augment_cfg)
   x = (x - input_pipeline.MEAN) / input_pipeline.STD
@@ -221,18 +231,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   print(f'{config.model}: {models.count_params(state.variables):,} parameters '
         f'({models.count_params(state.params):,} trainable)', flush=True)
 
-  images, labels = jnp.asarray(train['image']), jnp.asarray(train['label'])
+  mesh = parallel.create_mesh()
+  state = parallel.replicate(state, mesh)
+  images, labels = parallel.replicate((train['image'], train['label']), mesh)
   validation = evaluate.Evaluator(model, data['validation']['image'],
-                                  data['validation']['label'], config.eval_batch_size)
+                                  data['validation']['label'], config.eval_batch_size, mesh)
   rng = jax.random.key(config.seed)
   shuffle_rng = jax.random.fold_in(rng, 0x5EED)
-  permutation = jax.jit(_permutation, static_argnums=(1, 2, 3))
+  permutation = jax.jit(_permutation, static_argnums=(1, 2, 3),
+                        out_shardings=parallel.replicated(mesh))
   step_fn = jax.jit(functools.partial(train_step, batch_size=batch_size,
-                                      augment_cfg=config.augment), donate_argnums=(0, 1))
+                                      augment_cfg=config.augment, mesh=mesh),
+                    donate_argnums=(0, 1))
   t0 = time.perf_counter()
   perm0 = permutation(jax.random.fold_in(shuffle_rng, 1), n_train, steps_per_epoch, batch_size)
-  compiled_step = step_fn.lower(state, evaluate.Metrics.empty(), images, labels, perm0,
-                                np.int32(0), rng).compile()
+  empty_totals = lambda: parallel.replicate(evaluate.Metrics.empty(), mesh)
+  compiled_step = step_fn.lower(state, empty_totals(), images, labels, perm0, np.int32(0),
+                                rng).compile()
   meta['compile_seconds'] = time.perf_counter() - t0
   logging.info('Compiled the train step in %.1f s.', meta['compile_seconds'])
 
@@ -243,7 +258,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     epoch_start = time.perf_counter()
     perm = permutation(jax.random.fold_in(shuffle_rng, epoch), n_train, steps_per_epoch,
                        batch_size)
-    totals = evaluate.Metrics.empty()
+    totals = empty_totals()
     bar = _progress_bar(config, steps_per_epoch, f'epoch {epoch}/{config.num_epochs}')
     for i in range(steps_per_epoch):
       state, totals = compiled_step(state, totals, images, labels, perm, np.int32(i), rng)
@@ -286,7 +301,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   last_step = len(history) * steps_per_epoch
   test_metrics = evaluate.report_on_test(model, best_state.variables, data['test'],
                                          config.eval_batch_size, workdir, history, writer,
-                                         last_step)
+                                         last_step, mesh)
   results = _results(config, best_state, history, meta, test_metrics, best_epoch)
   writer.write_scalars(last_step, {'test_loss': test_metrics['loss'],
                                    'test_accuracy': test_metrics['accuracy']})
