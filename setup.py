@@ -28,5 +28,10 @@ setup(
         'tensorflow-datasets>=4.9.7,<5',
         'tqdm>=4.60',
     ],
-    extras_require={'test': ['pytest>=8']},
+    extras_require={
+        'test': ['pytest>=8'],
+        # Only for `python -m fmnist_jax.benchmark --compare` (Keras 3 comes with TensorFlow).
+        # On a CPU-only machine install the CPU build first, e.g. `pip install torch==2.13.0`.
+        'compare': ['torch>=2.3'],
+    },
 )

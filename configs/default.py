@@ -7,6 +7,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = 'cnn'  # mlp | cnn | bn_cnn
   config.dropout_rate = -1.0  # < 0: the architecture's own (mlp 0.2, cnn and bn_cnn 0.5).
   config.seed = 0
+  config.dtype = 'float32'  # float32 | bfloat16 (mixed precision for accelerators; params stay f32)
 
   # Data: tfds split strings, so 'train[:5000]' gives a quick run. Validation is carved out of
   # train; test is the official 10,000 images.

@@ -73,7 +73,7 @@ class Evaluator:
 def _logits(model, batch_size, mesh, variables, images, i):
   batch = jax.lax.dynamic_slice_in_dim(images, i * batch_size, batch_size)
   batch = parallel.shard_batch(batch, mesh)
-  return model.apply(variables, input_pipeline.normalize(batch), train=False)
+  return model.apply(variables, input_pipeline.normalize(batch), train=False).astype(jnp.float32)
 
 
 def report_on_test(model, variables, test: dict[str, np.ndarray], batch_size: int, workdir: str,

@@ -68,6 +68,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if config.batch_size % jax.device_count() or config.eval_batch_size % jax.device_count():
     bad('batch_size/eval_batch_size', (config.batch_size, config.eval_batch_size),
         f'both must be divisible by the {jax.device_count()} devices the batch is split over')
+  if config.dtype not in DTYPES:
+    bad('dtype', config.dtype, f'choose one of {list(DTYPES)}')
   if config.progress_bar not in ('auto', 'on', 'off'):
     bad('progress_bar', config.progress_bar, "choose 'auto', 'on' or 'off'")
 
@@ -92,8 +94,13 @@ def create_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformati
   return optax.adam(schedule)
 
 
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
 def create_model(config):
-  kwargs = {} if config.dropout_rate < 0 else {'dropout_rate': config.dropout_rate}
+  kwargs = {'dtype': DTYPES[config.dtype]}
+  if config.dropout_rate >= 0:
+    kwargs['dropout_rate'] = config.dropout_rate
   return models.create_model(config.model, **kwargs)
 
 
@@ -125,6 +132,7 @@ def train_step(state: TrainState, totals: evaluate.Metrics, images, labels, perm
       variables['batch_stats'] = state.batch_stats
     logits, updates = state.apply_fn(variables, x, train=True, rngs={'dropout': dropout_rng},
                                      mutable=['batch_stats'])
+    logits = logits.astype(jnp.float32)  # the loss in float32 also under bfloat16.
     loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
     return loss, (logits, updates)
 

@@ -1,0 +1,173 @@
+"""Speed of the real train step: `python -m fmnist_jax.benchmark [--compare]`.
+
+For each model: compile time, steady-state training images/s (the config's own augmentation, none,
+and all five transforms, which gives the augmentation's share of the step), evaluation images/s and
+peak memory on the current backend; with --compare, the same architecture, batch size and step
+count in PyTorch and Keras, in the same run. Pixel values do not change the speed, so the images
+are random uint8 arrays of Fashion-MNIST's shape, held on the device as in training.
+"""
+import datetime
+import functools
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+from absl import app
+from absl import flags
+import jax
+import ml_collections
+import numpy as np
+from ml_collections import config_flags
+
+from fmnist_jax import evaluate
+from fmnist_jax import parallel
+from fmnist_jax import train
+
+config_flags.DEFINE_config_file('config', 'configs/default.py', 'Base config; model is set per row.')
+flags.DEFINE_list('models', ['mlp', 'cnn', 'bn_cnn'], 'Models to measure.')
+flags.DEFINE_integer('batch_size', 128, 'Training batch size.')
+flags.DEFINE_integer('steps', 200, 'Timed training steps per measurement.')
+flags.DEFINE_integer('warmup', 20, 'Untimed steps before each measurement.')
+flags.DEFINE_integer('eval_images', 10000, 'Images per evaluation measurement.')
+flags.DEFINE_bool('compare', False, 'Also time PyTorch and Keras (pip install -e .[compare]).')
+flags.DEFINE_string('output', 'benchmark.json', 'Where to write the JSON results.')
+FLAGS = flags.FLAGS
+
+FULL_AUGMENT = dict(flip=True, shift=0.1, rotation=10.0, zoom=0.1, shear=10.0)
+NO_AUGMENT = dict(flip=False, shift=0.0, rotation=0.0, zoom=0.0, shear=0.0)
+
+
+def _peak_memory() -> dict:
+  stats = jax.devices()[0].memory_stats() or {}
+  if 'peak_bytes_in_use' in stats:
+    return {'peak_device_memory_mb': stats['peak_bytes_in_use'] / 2**20}
+  # CPU: the process' peak resident memory (it only grows over the run).
+  return {'peak_process_memory_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def time_training(config, augment: dict, steps: int, warmup: int):
+  """(compile seconds, images/s) of the jitted train step with the given augmentation."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  config.augment.update(augment)
+  mesh = parallel.create_mesh()
+  batch = config.batch_size
+  n = batch * 16
+  rng = np.random.default_rng(0)
+  images, labels, perm = parallel.replicate(
+      (rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
+       rng.integers(0, 10, (n,)).astype(np.int32), np.arange(n, dtype=np.int32)), mesh)
+  model = train.create_model(config)
+  state = parallel.replicate(train.create_train_state(config, model, steps), mesh)
+  totals = parallel.replicate(evaluate.Metrics.empty(), mesh)
+  key = jax.random.key(0)
+  step = jax.jit(functools.partial(train.train_step, batch_size=batch,
+                                   augment_cfg=config.augment, mesh=mesh), donate_argnums=(0, 1))
+  t0 = time.perf_counter()
+  step = step.lower(state, totals, images, labels, perm, np.int32(0), key).compile()
+  compile_seconds = time.perf_counter() - t0
+
+  def run(k):
+    nonlocal state, totals
+    for i in range(k):
+      state, totals = step(state, totals, images, labels, perm, np.int32(i % 16), key)
+    jax.block_until_ready(totals)
+
+  run(warmup)
+  t0 = time.perf_counter()
+  run(steps)
+  return compile_seconds, steps * batch / (time.perf_counter() - t0)
+
+
+def time_evaluation(config, num_images: int) -> float:
+  model = train.create_model(config)
+  variables = train.create_train_state(config, model, 1).variables
+  rng = np.random.default_rng(0)
+  ev = evaluate.Evaluator(model, rng.integers(0, 256, (num_images, 28, 28, 1), dtype=np.uint8),
+                          rng.integers(0, 10, (num_images,)).astype(np.int32),
+                          config.eval_batch_size)
+  ev.run(variables)  # compile
+  t0 = time.perf_counter()
+  ev.run(variables)
+  return num_images / (time.perf_counter() - t0)
+
+
+def benchmark_model(base, name: str) -> dict:
+  config = ml_collections.ConfigDict(base.to_dict())
+  config.model = name
+  config.batch_size = FLAGS.batch_size
+  own = {k: config.augment[k] for k in NO_AUGMENT}
+  compile_s, own_ips = time_training(config, own, FLAGS.steps, FLAGS.warmup)
+  _, off_ips = time_training(config, NO_AUGMENT, FLAGS.steps, FLAGS.warmup)
+  _, full_ips = time_training(config, FULL_AUGMENT, FLAGS.steps, FLAGS.warmup)
+  row = {
+      'model': name,
+      'batch_size': config.batch_size,
+      'steps': FLAGS.steps,
+      'compile_seconds': compile_s,
+      'train_images_per_second': own_ips,
+      'augment': own,
+      'train_images_per_second_no_augment': off_ips,
+      'train_images_per_second_full_augment': full_ips,
+      # Share of the step time spent on augmentation with all five transforms on.
+      'augment_cost_fraction': 1.0 - full_ips / off_ips,
+      'eval_images_per_second': time_evaluation(config, FLAGS.eval_images),
+  }
+  row.update(_peak_memory())
+  if FLAGS.compare:
+    from fmnist_jax import baselines  # pylint: disable=g-import-not-at-top
+    for framework, fn in baselines.FRAMEWORKS.items():
+      ips = fn(name, config.batch_size, FLAGS.steps, FLAGS.warmup)
+      row[f'{framework}_images_per_second'] = ips
+      # Like for like: the other frameworks train without augmentation.
+      row[f'speedup_vs_{framework}'] = off_ips / ips
+  return row
+
+
+def machine() -> dict:
+  return {
+      'date': datetime.date.today().isoformat(),
+      'backend': jax.default_backend(),
+      'devices': [d.device_kind for d in jax.devices()],
+      'cpu': platform.processor() or platform.machine(),
+      'cpu_count': os.cpu_count(),
+      'python': sys.version.split()[0],
+      'jax': jax.__version__,
+  }
+
+
+def format_table(rows: list[dict]) -> str:
+  cols = [('model', 'model', '{}'), ('compile_seconds', 'compile s', '{:.1f}'),
+          ('train_images_per_second', 'train img/s', '{:,.0f}'),
+          ('train_images_per_second_no_augment', 'no aug', '{:,.0f}'),
+          ('train_images_per_second_full_augment', 'full aug', '{:,.0f}'),
+          ('augment_cost_fraction', 'aug cost', '{:.1%}'),
+          ('eval_images_per_second', 'eval img/s', '{:,.0f}'),
+          ('pytorch_images_per_second', 'PyTorch img/s', '{:,.0f}'),
+          ('speedup_vs_pytorch', 'vs PyTorch', '{:.2f}x'),
+          ('keras_images_per_second', 'Keras img/s', '{:,.0f}'),
+          ('speedup_vs_keras', 'vs Keras', '{:.2f}x')]
+  cols = [c for c in cols if any(c[0] in r for r in rows)]
+  lines = ['| ' + ' | '.join(c[1] for c in cols) + ' |', '|' + ' --- |' * len(cols)]
+  for r in rows:
+    lines.append('| ' + ' | '.join(fmt.format(r[k]) for k, _, fmt in cols) + ' |')
+  return '\n'.join(lines)
+
+
+def main(argv):
+  del argv
+  train.validate_config(FLAGS.config)
+  rows = []
+  for name in FLAGS.models:
+    rows.append(benchmark_model(FLAGS.config, name))
+    print(json.dumps(rows[-1]), flush=True)
+  result = {'machine': machine(), 'rows': rows}
+  with open(FLAGS.output, 'w') as f:
+    json.dump(result, f, indent=2)
+  print(f'\n{json.dumps(result["machine"])}\n{format_table(rows)}\n\nwritten to {FLAGS.output}')
+
+
+if __name__ == '__main__':
+  app.run(main)

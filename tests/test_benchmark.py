@@ -1,0 +1,46 @@
+"""The benchmark command runs and reports every figure (speed targets live in its output, not here)."""
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_benchmark_writes_every_figure(tmp_path):
+  out = tmp_path / 'bench.json'
+  cmd = [sys.executable, '-m', 'fmnist_jax.benchmark', '--models=mlp', '--steps=3',
+         '--warmup=1', '--eval_images=500', f'--output={out}']
+  run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert run.returncode == 0, run.stderr[-3000:]
+  result = json.loads(out.read_text())
+  assert result['machine']['backend'] == 'cpu' and result['machine']['jax']
+  assert [r['model'] for r in result['rows']] == ['mlp']
+  for row in result['rows']:
+    for key in ('compile_seconds', 'train_images_per_second', 'train_images_per_second_no_augment',
+                'train_images_per_second_full_augment', 'eval_images_per_second',
+                'peak_process_memory_mb'):
+      assert row[key] > 0, key
+    assert -1 < row['augment_cost_fraction'] < 1
+  assert '| mlp |' in run.stdout  # the printed table
+
+
+def test_bfloat16_model_trains_with_float32_loss():
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from configs import default
+  from fmnist_jax import evaluate, train
+  config = default.get_config()
+  config.update(model='bn_cnn', dtype='bfloat16')
+  model = train.create_model(config)
+  state = train.create_train_state(config, model, 10)
+  assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(state.params))
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.integers(0, 256, (64, 28, 28, 1), dtype=np.uint8))
+  labels = jnp.asarray(rng.integers(0, 10, (64,), dtype=np.int32))
+  new, totals = jax.jit(lambda s: train.train_step(
+      s, evaluate.Metrics.empty(), images, labels, jnp.arange(64), 0, jax.random.key(0),
+      batch_size=64, augment_cfg=config.augment))(state)
+  assert np.isfinite(float(totals.compute()['loss']))
+  assert int(new.step) == 1
