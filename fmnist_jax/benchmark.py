@@ -7,7 +7,6 @@ count in PyTorch and Keras, in the same run. Pixel values do not change the spee
 are random uint8 arrays of Fashion-MNIST's shape, held on the device as in training.
 """
 import datetime
-import functools
 import json
 import os
 import platform
@@ -63,11 +62,8 @@ def time_training(config, augment: dict, steps: int, warmup: int):
   state = parallel.replicate(train.create_train_state(config, model, steps), mesh)
   totals = parallel.replicate(evaluate.Metrics.empty(), mesh)
   key = jax.random.key(0)
-  step = jax.jit(functools.partial(train.train_step, batch_size=batch,
-                                   augment_cfg=config.augment, mesh=mesh), donate_argnums=(0, 1))
-  t0 = time.perf_counter()
-  step = step.lower(state, totals, images, labels, perm, np.int32(0), key).compile()
-  compile_seconds = time.perf_counter() - t0
+  step, compile_seconds = train.compile_train_step(config, state, totals, images, labels, perm,
+                                                   key, mesh)
 
   def run(k):
     nonlocal state, totals

@@ -142,6 +142,15 @@ def train_step(state: TrainState, totals: evaluate.Metrics, images, labels, perm
   return state, totals.merge(evaluate.batch_metrics(logits, y))
 
 
+def compile_train_step(config, state, totals, images, labels, perm, rng, mesh):
+  """AOT-compiles the train step for these arguments' shapes and shardings: (step, seconds)."""
+  t0 = time.perf_counter()
+  step = jax.jit(functools.partial(train_step, batch_size=config.batch_size,
+                                   augment_cfg=config.augment, mesh=mesh), donate_argnums=(0, 1))
+  compiled = step.lower(state, totals, images, labels, perm, np.int32(0), rng).compile()
+  return compiled, time.perf_counter() - t0
+
+
 def _permutation(key, n, steps, batch_size):
   return jax.random.permutation(key, n)[:steps * batch_size]
 
@@ -248,15 +257,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   shuffle_rng = jax.random.fold_in(rng, 0x5EED)
   permutation = jax.jit(_permutation, static_argnums=(1, 2, 3),
                         out_shardings=parallel.replicated(mesh))
-  step_fn = jax.jit(functools.partial(train_step, batch_size=batch_size,
-                                      augment_cfg=config.augment, mesh=mesh),
-                    donate_argnums=(0, 1))
-  t0 = time.perf_counter()
   perm0 = permutation(jax.random.fold_in(shuffle_rng, 1), n_train, steps_per_epoch, batch_size)
   empty_totals = lambda: parallel.replicate(evaluate.Metrics.empty(), mesh)
-  compiled_step = step_fn.lower(state, empty_totals(), images, labels, perm0, np.int32(0),
-                                rng).compile()
-  meta['compile_seconds'] = time.perf_counter() - t0
+  compiled_step, meta['compile_seconds'] = compile_train_step(
+      config, state, empty_totals(), images, labels, perm0, rng, mesh)
   logging.info('Compiled the train step in %.1f s.', meta['compile_seconds'])
 
   total_steps = config.num_epochs * steps_per_epoch
