@@ -97,12 +97,12 @@ def load_best(workdir: str):
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
   if mngr.latest_step() is None:
     raise FileNotFoundError(f'{workdir} holds no checkpoint yet; train first.')
+  history = checkpoint.restore_meta(mngr, mngr.latest_step())['history']
+  best = checkpoint.best_epoch(history)
   model = train.create_model(config)
   abstract = train.create_train_state(config, model, steps_per_epoch=1)
-  _, meta = checkpoint.restore(mngr, mngr.latest_step(), abstract)
-  best = checkpoint.best_epoch(meta['history'])
   state, _ = checkpoint.restore(mngr, best, abstract)
-  return config, model, state.variables, meta['history'], best
+  return config, model, state.variables, history, best
 
 
 def evaluate_workdir(workdir: str) -> dict[str, float]:
