@@ -34,6 +34,7 @@ from fmnist_jax import parallel
 
 OPTIMIZERS = ('adam', 'adamw', 'sgd')
 SCHEDULES = ('constant', 'cosine', 'step')
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
 class TrainState(train_state.TrainState):
@@ -92,9 +93,6 @@ def create_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformati
   if config.optimizer == 'adamw':
     return optax.adamw(schedule, weight_decay=config.weight_decay)
   return optax.adam(schedule)
-
-
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
 
 def create_model(config):
