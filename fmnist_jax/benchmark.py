@@ -59,9 +59,11 @@ def time_training(config, augment: dict, steps: int, warmup: int):
       (rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
        rng.integers(0, 10, (n,)).astype(np.int32), np.arange(n, dtype=np.int32)), mesh)
   model = train.create_model(config)
-  state = parallel.replicate(train.create_train_state(config, model, steps), mesh)
-  totals = parallel.replicate(evaluate.Metrics.empty(), mesh)
-  key = jax.random.key(0)
+  state = parallel.replicate(train.create_train_states(config, model, steps), mesh)
+  num_seeds = len(train.seeds(config))
+  totals = parallel.replicate(train.empty_totals(num_seeds), mesh)
+  perm = jax.numpy.stack([perm] * num_seeds)
+  key = jax.vmap(jax.random.key)(jax.numpy.array(train.seeds(config)))
   step, compile_seconds = train.compile_train_step(config, state, totals, images, labels, perm,
                                                    key, mesh)
 
@@ -74,7 +76,7 @@ def time_training(config, augment: dict, steps: int, warmup: int):
   run(warmup)
   t0 = time.perf_counter()
   run(steps)
-  return compile_seconds, steps * batch / (time.perf_counter() - t0)
+  return compile_seconds, steps * batch * num_seeds / (time.perf_counter() - t0)
 
 
 def time_evaluation(config, num_images: int) -> float:

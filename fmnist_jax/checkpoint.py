@@ -37,11 +37,6 @@ def restore(mngr: ocp.CheckpointManager, epoch: int, abstract_state: Any):
   return restored.state, restored.meta
 
 
-def restore_meta(mngr: ocp.CheckpointManager, epoch: int) -> dict[str, Any]:
-  """Only the JSON metadata (history) saved after `epoch`, without reading the arrays."""
-  return mngr.restore(epoch, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
-
-
 def best_epoch(history: list[dict[str, Any]]) -> int:
   """The epoch whose checkpoint is evaluated on test: the best validation accuracy, earliest first."""
   return max(history, key=lambda h: h[BEST_METRIC])['epoch']

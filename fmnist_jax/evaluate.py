@@ -85,8 +85,11 @@ def report_on_test(model, variables, test: dict[str, np.ndarray], batch_size: in
   return {'accuracy': report['accuracy'], 'loss': metrics_['loss']}
 
 
-def load_best(workdir: str):
-  """(config, model, variables, history, best_epoch) of a training workdir's best checkpoint."""
+def load_best(workdir: str, seed_index: int = 0):
+  """(config, model, variables, history, best_epoch) of a workdir's best variables for one seed.
+
+  The best variables of every seed travel in each checkpoint, so the latest one is read.
+  """
   import ml_collections  # pylint: disable=g-import-not-at-top
   from fmnist_jax import checkpoint, train  # pylint: disable=g-import-not-at-top
   config_path = os.path.join(workdir, 'config.json')
@@ -97,12 +100,13 @@ def load_best(workdir: str):
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
   if mngr.latest_step() is None:
     raise FileNotFoundError(f'{workdir} holds no checkpoint yet; train first.')
-  history = checkpoint.restore_meta(mngr, mngr.latest_step())['history']
-  best = checkpoint.best_epoch(history)
   model = train.create_model(config)
-  abstract = train.create_train_state(config, model, steps_per_epoch=1)
-  state, _ = checkpoint.restore(mngr, best, abstract)
-  return config, model, state.variables, history, best
+  state = train.create_train_states(config, model, steps_per_epoch=1)
+  ckpt, meta = checkpoint.restore(mngr, mngr.latest_step(),
+                                  {'state': state, 'best': state.variables})
+  history = train.seed_history(meta['history'], seed_index)
+  return (config, model, train.take_seed(ckpt['best'], seed_index), history,
+          checkpoint.best_epoch(history))
 
 
 def evaluate_workdir(workdir: str) -> dict[str, float]:

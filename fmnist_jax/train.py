@@ -3,6 +3,11 @@
 Reproducibility: the dropout and augmentation rngs of a step are `fold_in(key(seed), step)` and the
 shuffle of an epoch is `fold_in(shuffle_key, epoch)`, so a run resumed from a checkpoint continues
 exactly as the uninterrupted run would have.
+
+Seeds: `config.num_seeds=N` trains seeds `seed, seed+1, ..., seed+N-1` together, every array of the
+state with a leading seed axis and the step `jax.vmap`-ed over it (one compiled program). Each seed
+has its own initialisation, dropout, augmentation and shuffle streams, exactly those of a run with
+that seed alone, and keeps its own best-validation variables. With N=1 the axis has size 1.
 """
 from __future__ import annotations
 
@@ -71,6 +76,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f'both must be divisible by the {jax.device_count()} devices the batch is split over')
   if config.dtype not in DTYPES:
     bad('dtype', config.dtype, f'choose one of {list(DTYPES)}')
+  if not (isinstance(config.get('num_seeds', 1), int) and config.get('num_seeds', 1) >= 1):
+    bad('num_seeds', config.get('num_seeds'), 'it must be a positive integer')
   if config.progress_bar not in ('auto', 'on', 'off'):
     bad('progress_bar', config.progress_bar, "choose 'auto', 'on' or 'off'")
 
@@ -102,11 +109,33 @@ def create_model(config):
   return models.create_model(config.model, **kwargs)
 
 
-def create_train_state(config, model, steps_per_epoch: int) -> TrainState:
-  variables = models.init_variables(model, jax.random.key(config.seed))
+def create_train_state(config, model, steps_per_epoch: int, seed: int | None = None,
+                       tx: optax.GradientTransformation | None = None) -> TrainState:
+  """One seed's state (config.seed unless `seed` is given)."""
+  variables = models.init_variables(model, jax.random.key(config.seed if seed is None else seed))
   return TrainState.create(apply_fn=model.apply, params=variables['params'],
                            batch_stats=variables.get('batch_stats', {}),
-                           tx=create_optimizer(config, steps_per_epoch))
+                           tx=tx or create_optimizer(config, steps_per_epoch))
+
+
+def seeds(config) -> list[int]:
+  return [config.seed + k for k in range(config.get('num_seeds', 1))]
+
+
+def create_train_states(config, model, steps_per_epoch: int) -> TrainState:
+  """The states of all seeds, stacked along a leading seed axis."""
+  tx = create_optimizer(config, steps_per_epoch)  # one optimizer: the states' static parts match.
+  states = [create_train_state(config, model, steps_per_epoch, s, tx) for s in seeds(config)]
+  return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
+
+
+def empty_totals(num_seeds: int) -> evaluate.Metrics:
+  return jax.tree_util.tree_map(lambda x: jnp.stack([x] * num_seeds), evaluate.Metrics.empty())
+
+
+def take_seed(tree, k: int):
+  """Seed k's slice of a stacked tree."""
+  return jax.tree_util.tree_map(lambda x: x[k], tree)
 
 
 def gather_batch(images, labels, perm, i, batch_size: int, mesh=None):
@@ -141,16 +170,33 @@ def train_step(state: TrainState, totals: evaluate.Metrics, images, labels, perm
 
 
 def compile_train_step(config, state, totals, images, labels, perm, rng, mesh):
-  """AOT-compiles the train step for these arguments' shapes and shardings: (step, seconds)."""
+  """AOT-compiles the train step, vmapped over the seed axis of state, totals, perm and rng.
+
+  Returns (step, seconds). The images and labels are shared by all seeds.
+  """
   t0 = time.perf_counter()
-  step = jax.jit(functools.partial(train_step, batch_size=config.batch_size,
-                                   augment_cfg=config.augment, mesh=mesh), donate_argnums=(0, 1))
+  step = functools.partial(train_step, batch_size=config.batch_size, augment_cfg=config.augment,
+                           mesh=mesh)
+  step = jax.jit(jax.vmap(step, in_axes=(0, 0, None, None, 0, None, 0)), donate_argnums=(0, 1))
   compiled = step.lower(state, totals, images, labels, perm, np.int32(0), rng).compile()
   return compiled, time.perf_counter() - t0
 
 
-def _permutation(key, n, steps, batch_size):
-  return jax.random.permutation(key, n)[:steps * batch_size]
+def _permutations(keys, epoch, n, steps, batch_size):
+  """Each seed's shuffle of the training set for `epoch` (a run with that seed alone gets the same)."""
+  return jax.vmap(lambda k: jax.random.permutation(jax.random.fold_in(k, epoch), n)[
+      :steps * batch_size])(keys)
+
+
+def seed_history(history: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+  """Seed k's own history (the form of a single-seed run) from a multi-seed one."""
+  out = []
+  for h in history:
+    h = dict(h)
+    for key, values in h.pop('per_seed', {}).items():
+      h[key] = values[k]
+    out.append(h)
+  return out
 
 
 def _flat_hparams(config) -> dict[str, Any]:
@@ -181,28 +227,61 @@ def _write_json(path: str, obj: Any) -> None:
   os.replace(tmp, path)
 
 
-def _results(config, state, history, meta, test_metrics, best_epoch) -> dict[str, Any]:
+def _seed_results(history, test_metrics, seed) -> dict[str, Any]:
+  best_epoch = checkpoint.best_epoch(history)
   best = history[best_epoch - 1]
-  train_images = sum(h['train_images'] for h in history)
-  train_time = sum(h['train_seconds'] for h in history)
   return {
-      'model': config.model,
-      'seed': config.seed,
-      'num_params': models.count_params(state.variables),
-      'num_trainable_params': models.count_params(state.params),
-      'epochs': len(history),
+      'seed': seed,
       'best_epoch': best_epoch,
       'test_accuracy': test_metrics['accuracy'],
       'test_loss': test_metrics['loss'],
       'validation_accuracy': best['validation_accuracy'],
       'validation_loss': best['validation_loss'],
+  }
+
+
+def _results(config, variables, history, meta, per_seed) -> dict[str, Any]:
+  train_images = sum(h['train_images'] for h in history)
+  train_time = sum(h['train_seconds'] for h in history)
+  results = {
+      'model': config.model,
+      'num_params': models.count_params(variables),
+      'num_trainable_params': models.count_params(variables['params']),
+      'epochs': len(history),
+      **per_seed[0],
       'train_seconds': sum(h['seconds'] for h in history),
-      'train_images_per_second': train_images / train_time,
+      # Images of all seeds together.
+      'train_images_per_second': train_images * len(per_seed) / train_time,
       'compile_seconds': meta['compile_seconds'],
       'backend': jax.default_backend(),
       'devices': [str(d) for d in jax.devices()],
       'history': history,
   }
+  if len(per_seed) > 1:
+    # Means over seeds, with the sample standard deviation (ddof=1) beside each.
+    for key in ('test_accuracy', 'test_loss', 'validation_accuracy', 'validation_loss'):
+      values = np.array([r[key] for r in per_seed])
+      results[key] = float(values.mean())
+      results[key + '_std'] = float(values.std(ddof=1))
+    results['seed'] = [r['seed'] for r in per_seed]
+    results['best_epoch'] = [r['best_epoch'] for r in per_seed]
+    results['per_seed'] = per_seed
+  return results
+
+
+def _epoch_entry(epoch, train_metrics, val_metrics, images, train_seconds, seconds):
+  """A history entry: seed means at top level, each seed's values under 'per_seed' if N > 1."""
+  per_seed = {
+      'train_loss': [float(v) for v in train_metrics['loss']],
+      'train_accuracy': [float(v) for v in train_metrics['accuracy']],
+      'validation_loss': [m['loss'] for m in val_metrics],
+      'validation_accuracy': [m['accuracy'] for m in val_metrics],
+  }
+  entry = {'epoch': epoch, **{k: float(np.mean(v)) for k, v in per_seed.items()},
+           'train_images': images, 'train_seconds': train_seconds, 'seconds': seconds}
+  if len(val_metrics) > 1:
+    entry['per_seed'] = per_seed
+  return entry
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
@@ -229,92 +308,110 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                      f'than config.batch_size={batch_size}.')
   steps_per_epoch = n_train // batch_size
   model = create_model(config)
-  state = create_train_state(config, model, steps_per_epoch)
+  run_seeds = seeds(config)
+  num_seeds = len(run_seeds)
+  # `best` holds each seed's variables from its best validation epoch so far.
+  state = create_train_states(config, model, steps_per_epoch)
+  # A copy: the train step donates (frees) the state's buffers.
+  ckpt = {'state': state, 'best': jax.tree_util.tree_map(jnp.copy, state.variables)}
 
   meta = {'history': [], 'compile_seconds': None}
   if latest is not None:
-    state, meta = checkpoint.restore(mngr, latest, state)
+    ckpt, meta = checkpoint.restore(mngr, latest, ckpt)
     logging.info('Resumed from the checkpoint after epoch %d.', latest)
+  state, best = ckpt['state'], ckpt['best']
   history = meta['history']
   start_epoch = len(history)
+  best_accuracy = [max([h['validation_accuracy'] for h in seed_history(history, k)],
+                       default=-1.0) for k in range(num_seeds)]
 
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if start_epoch == 0:
     writer.write_hparams(_flat_hparams(config))
+  one_seed = take_seed(state.variables, 0)
   logging.info('%s parameters:\n%s', config.model,
-               parameter_overview.get_parameter_overview(state.variables))
-  print(f'{config.model}: {models.count_params(state.variables):,} parameters '
-        f'({models.count_params(state.params):,} trainable)', flush=True)
+               parameter_overview.get_parameter_overview(one_seed))
+  print(f'{config.model}: {models.count_params(one_seed):,} parameters '
+        f'({models.count_params(one_seed["params"]):,} trainable)'
+        + (f', seeds {run_seeds} trained together' if num_seeds > 1 else ''), flush=True)
 
   mesh = parallel.create_mesh()
-  state = parallel.replicate(state, mesh)
+  state, best = parallel.replicate((state, best), mesh)
   images, labels = parallel.replicate((train['image'], train['label']), mesh)
   validation = evaluate.Evaluator(model, data['validation']['image'],
                                   data['validation']['label'], config.eval_batch_size, mesh)
-  rng = jax.random.key(config.seed)
-  shuffle_rng = jax.random.fold_in(rng, 0x5EED)
-  permutation = jax.jit(_permutation, static_argnums=(1, 2, 3),
-                        out_shardings=parallel.replicated(mesh))
-  perm0 = permutation(jax.random.fold_in(shuffle_rng, 1), n_train, steps_per_epoch, batch_size)
-  empty_totals = lambda: parallel.replicate(evaluate.Metrics.empty(), mesh)
+  rngs = parallel.replicate(jax.vmap(jax.random.key)(jnp.array(run_seeds)), mesh)
+  shuffle_rngs = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EED))(rngs)
+  permutations = jax.jit(_permutations, static_argnums=(2, 3, 4),
+                         out_shardings=parallel.replicated(mesh))
+  epoch_perm = lambda epoch: permutations(shuffle_rngs, epoch, n_train, steps_per_epoch,
+                                          batch_size)
+  new_totals = lambda: parallel.replicate(empty_totals(num_seeds), mesh)
   compiled_step, meta['compile_seconds'] = compile_train_step(
-      config, state, empty_totals(), images, labels, perm0, rng, mesh)
+      config, state, new_totals(), images, labels, epoch_perm(1), rngs, mesh)
   logging.info('Compiled the train step in %.1f s.', meta['compile_seconds'])
+  keep_best = jax.jit(lambda improved, new, old: jax.tree_util.tree_map(
+      lambda n, o: jnp.where(improved.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old))
 
   total_steps = config.num_epochs * steps_per_epoch
   report_progress = periodic_actions.ReportProgress(
       num_train_steps=total_steps, writer=writer, every_steps=config.report_every_steps)
   for epoch in range(start_epoch + 1, config.num_epochs + 1):
     epoch_start = time.perf_counter()
-    perm = permutation(jax.random.fold_in(shuffle_rng, epoch), n_train, steps_per_epoch,
-                       batch_size)
-    totals = empty_totals()
+    perm = epoch_perm(epoch)
+    totals = new_totals()
     bar = _progress_bar(config, steps_per_epoch, f'epoch {epoch}/{config.num_epochs}')
     for i in range(steps_per_epoch):
-      state, totals = compiled_step(state, totals, images, labels, perm, np.int32(i), rng)
+      state, totals = compiled_step(state, totals, images, labels, perm, np.int32(i), rngs)
       report_progress((epoch - 1) * steps_per_epoch + i + 1)
       if bar is not None:
         bar.update()
-    train_metrics = {k: float(v) for k, v in totals.compute().items()}  # waits for the epoch.
+    per_seed_totals = [take_seed(totals, k).compute() for k in range(num_seeds)]  # waits.
+    train_metrics = {key: np.array([float(m[key]) for m in per_seed_totals])
+                     for key in ('loss', 'accuracy')}
     train_seconds = time.perf_counter() - epoch_start
     if bar is not None:
       bar.close()
-    if not math.isfinite(train_metrics['loss']):
-      raise FloatingPointError(
-          f'The training loss became {train_metrics["loss"]} in epoch {epoch}; the run stops here '
-          f'and the checkpoint after epoch {epoch - 1} is kept. Lower config.learning_rate.')
+    for k, loss in enumerate(train_metrics['loss']):
+      if not math.isfinite(loss):
+        raise FloatingPointError(
+            f'The training loss of seed {run_seeds[k]} became {loss} in epoch {epoch}; the run '
+            f'stops here and the checkpoint after epoch {epoch - 1} is kept. Lower '
+            'config.learning_rate.')
     with report_progress.timed('validation'):
-      val_metrics = validation(state.variables)
-    history.append({
-        'epoch': epoch,
-        'train_loss': train_metrics['loss'],
-        'train_accuracy': train_metrics['accuracy'],
-        'validation_loss': val_metrics['loss'],
-        'validation_accuracy': val_metrics['accuracy'],
-        'train_images': steps_per_epoch * batch_size,
-        'train_seconds': train_seconds,
-        'seconds': time.perf_counter() - epoch_start,
-    })
+      val_metrics = [validation(take_seed(state.variables, k)) for k in range(num_seeds)]
+    improved = np.array([m['accuracy'] > b for m, b in zip(val_metrics, best_accuracy)])
+    best_accuracy = [max(m['accuracy'], b) for m, b in zip(val_metrics, best_accuracy)]
+    best = keep_best(improved, state.variables, best)
+    history.append(_epoch_entry(epoch, train_metrics, val_metrics, steps_per_epoch * batch_size,
+                                train_seconds, time.perf_counter() - epoch_start))
     step = epoch * steps_per_epoch
-    writer.write_scalars(step, {k: v for k, v in history[-1].items() if k != 'train_images'})
-    writer.write_scalars(step, {'train_images_per_second': steps_per_epoch * batch_size /
-                                train_seconds})
+    writer.write_scalars(step, {k: v for k, v in history[-1].items()
+                                if k not in ('train_images', 'per_seed')})
+    writer.write_scalars(step, {'train_images_per_second': steps_per_epoch * batch_size *
+                                num_seeds / train_seconds})
     logging.info('epoch %d: %s', epoch, json.dumps(history[-1]))
-    print(f'epoch {epoch:3d}/{config.num_epochs}  train loss {train_metrics["loss"]:.4f} '
-          f'acc {train_metrics["accuracy"]:.4f}  val loss {val_metrics["loss"]:.4f} '
-          f'acc {val_metrics["accuracy"]:.4f}  {history[-1]["seconds"]:.1f}s', flush=True)
-    checkpoint.save(mngr, epoch, state, meta)
+    h = history[-1]
+    print(f'epoch {epoch:3d}/{config.num_epochs}  train loss {h["train_loss"]:.4f} '
+          f'acc {h["train_accuracy"]:.4f}  val loss {h["validation_loss"]:.4f} '
+          f'acc {h["validation_accuracy"]:.4f}' + (' (seed means)' if num_seeds > 1 else '')
+          + f'  {h["seconds"]:.1f}s', flush=True)
+    checkpoint.save(mngr, epoch, {'state': state, 'best': best}, meta)
 
-  best_epoch = checkpoint.best_epoch(history)
-  best_state = state if best_epoch == len(history) else checkpoint.restore(
-      mngr, best_epoch, state)[0]
   last_step = len(history) * steps_per_epoch
-  test_metrics = evaluate.report_on_test(model, best_state.variables, data['test'],
-                                         config.eval_batch_size, workdir, history, writer,
-                                         last_step, mesh)
-  results = _results(config, best_state, history, meta, test_metrics, best_epoch)
-  writer.write_scalars(last_step, {'test_loss': test_metrics['loss'],
-                                   'test_accuracy': test_metrics['accuracy']})
+  per_seed = []
+  for k, seed in enumerate(run_seeds):
+    # One seed: the report goes to the workdir; several: to workdir/seed_<s>/ each.
+    own_history = seed_history(history, k)
+    report_dir = workdir if num_seeds == 1 else os.path.join(workdir, f'seed_{seed}')
+    os.makedirs(report_dir, exist_ok=True)
+    test_metrics = evaluate.report_on_test(
+        model, take_seed(best, k), data['test'], config.eval_batch_size, report_dir, own_history,
+        writer if num_seeds == 1 else None, last_step, mesh)
+    per_seed.append(_seed_results(own_history, test_metrics, seed))
+  results = _results(config, take_seed(best, 0), history, meta, per_seed)
+  writer.write_scalars(last_step, {'test_loss': results['test_loss'],
+                                   'test_accuracy': results['test_accuracy']})
   writer.flush()
   writer.close()
   _write_json(results_path, results)
@@ -323,6 +420,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def summary_line(results: dict[str, Any]) -> str:
+  if 'per_seed' in results:
+    return (f'{results["model"]}: test accuracy {results["test_accuracy"]:.4f} ± '
+            f'{results["test_accuracy_std"]:.4f} over {len(results["per_seed"])} seeds '
+            f'({", ".join("%.4f" % r["test_accuracy"] for r in results["per_seed"])}), '
+            f'validation accuracy {results["validation_accuracy"]:.4f} ± '
+            f'{results["validation_accuracy_std"]:.4f}, {results["epochs"]} epochs, '
+            f'{results["train_images_per_second"]:.0f} train images/s (all seeds), '
+            f'{results["train_seconds"]:.0f} s')
   return (f'{results["model"]}: test accuracy {results["test_accuracy"]:.4f}, test loss '
           f'{results["test_loss"]:.4f} (best validation epoch {results["best_epoch"]} of '
           f'{results["epochs"]}, validation accuracy {results["validation_accuracy"]:.4f}), '

@@ -1,4 +1,5 @@
 """Model output shapes, parameter counts and train/eval behaviour."""
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -11,6 +12,11 @@ EXPECTED = {
     'mlp': {'params': 784 * 256 + 256 + 256 * 128 + 128 + 128 * 10 + 10},  # 235,146
     'cnn': {'params': 320 + 18_496 + 5 * 5 * 64 * 128 + 128 + 1_290},  # 225,034
     'bn_cnn': {'params': 241_994, 'batch_stats': 448},
+    'small_cnn': {'params': 93_322},  # the Keras summary of the MobileNetV2 report's CNN.
+    'vgg_cnn': {'params': 640 + 36_928 + 73_856 + 147_584 + 2048 * 256 + 256 + 65_792 + 2_570},
+    'vgg_bn_cnn': {'params': 640 + 36_928 + 73_856 + 147_584 + 2048 * 256 + 256 + 65_792 + 2_570
+                             + 2 * (64 + 64 + 128 + 128), 'batch_stats': 2 * (64 + 64 + 128 + 128)},
+    'torch_cnn': {'params': 320 + 18_496 + 64 * 14 * 14 * 128 + 128 + 1_290},  # 1,625,866
 }
 
 
@@ -37,7 +43,8 @@ def test_output_shape_and_modes(name):
   np.testing.assert_array_equal(logits, model.apply(variables, x, train=False))  # deterministic
   train_out = [model.apply(variables, x, train=True, rngs={'dropout': jax.random.key(s)},
                            mutable=['batch_stats']) for s in (0, 1)]
-  assert not np.allclose(train_out[0][0], train_out[1][0])  # dropout is active in training
+  if getattr(model, 'dropout_rate', 0) > 0:  # (small_cnn has no dropout, as in its report)
+    assert not np.allclose(train_out[0][0], train_out[1][0])  # dropout is active in training
   if 'batch_stats' in variables:
     new_stats = train_out[0][1]['batch_stats']
     changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)),
@@ -48,3 +55,18 @@ def test_output_shape_and_modes(name):
 def test_unknown_model_is_named():
   with pytest.raises(ValueError, match="config.model='resnet'"):
     models.create_model('resnet')
+
+
+@pytest.mark.parametrize('shape', [(3, 26, 26, 5), (3, 11, 11, 4)])
+def test_max_pool_matches_flax_values_and_gradients_with_ties(shape):
+  rng = np.random.default_rng(0)
+  # Rounded ReLU outputs: many windows hold several equal maxima (zeros, and after BatchNorm,
+  # equal shifted values), where the gradient must go to the first one only.
+  x = jnp.asarray(np.round(np.maximum(rng.normal(size=shape), 0)), jnp.float32)
+  reference = lambda x: nn.max_pool(x, (2, 2), strides=(2, 2))
+  y, vjp = jax.vjp(models.max_pool_2x2, x)
+  y_ref, vjp_ref = jax.vjp(reference, x)
+  g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+  assert y.shape == y_ref.shape
+  np.testing.assert_array_equal(y, y_ref)
+  np.testing.assert_array_equal(vjp(g)[0], vjp_ref(g)[0])

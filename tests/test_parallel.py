@@ -30,6 +30,26 @@ if jax.device_count() > 1:
   out['x_shards'] = sorted(tuple(s.data.shape) for s in x.addressable_shards)
   out['y_devices'] = len({{s.device for s in y.addressable_shards}})
   out['y_first'] = [int(s.data[0]) for s in sorted(y.addressable_shards, key=lambda s: s.index[0].start)]
+  # One SGD step of the real train step on a 1-device mesh and on the 4-device mesh.
+  import jax.numpy as jnp
+  sgd = default.get_config()
+  sgd.update(model='bn_cnn', optimizer='sgd', learning_rate=0.05)
+  sgd.augment.update(flip=True, shift=0.1)
+  model = train.create_model(sgd)
+  rng = np.random.default_rng(0)
+  data = (rng.integers(0, 256, (512, 28, 28, 1), dtype=np.uint8),
+          rng.integers(0, 10, 512).astype(np.int32), np.arange(512, dtype=np.int32)[None])
+  after = []
+  for devices in (jax.devices()[:1], jax.devices()):
+    m = parallel.create_mesh(devices)
+    state = parallel.replicate(train.create_train_states(sgd, model, 10), m)
+    totals = parallel.replicate(train.empty_totals(1), m)
+    im, lb, pm = parallel.replicate(data, m)
+    key = parallel.replicate(jax.vmap(jax.random.key)(jnp.array([0])), m)
+    step, _ = train.compile_train_step(sgd, state, totals, im, lb, pm, key, m)
+    state, _ = step(state, totals, im, lb, pm, np.int32(0), key)
+    after.append([np.asarray(a) for a in jax.tree_util.tree_leaves(state.variables)])
+  out['one_step_max_abs_diff'] = max(float(np.abs(a - b).max()) for a, b in zip(*after))
 results = train.train_and_evaluate(config, {workdir!r})
 out.update({{k: results[k] for k in ('test_accuracy', 'test_loss', 'validation_loss',
                                       'validation_accuracy')}})
@@ -57,8 +77,14 @@ def test_four_devices_split_the_batch_and_match_one(data_dir, tmp_path):
   assert one['devices'] == 1 and four['devices'] == 4
   assert four['x_shards'] == [[32, 28, 28, 1]] * 4  # 128 images split 4 ways, not replicated
   assert four['y_devices'] == 4 and four['y_first'] == [128, 160, 192, 224]
+  # One step: the same parameters and BatchNorm statistics up to float rounding (the sums over
+  # the batch are split over devices and added in another order).
+  assert four['one_step_max_abs_diff'] < 1e-6
+  # Whole runs: Adam divides each gradient by its own magnitude, so rounding-level differences in
+  # near-zero gradients become visible parameter differences within a few steps; over 20 steps
+  # on 1,280 images the metrics agree to a fraction of a percent.
   for key in ('test_loss', 'validation_loss'):
-    assert four[key] == pytest.approx(one[key], rel=1e-4), key
-  assert four['train_loss'] == pytest.approx(one['train_loss'], rel=1e-4)
+    assert four[key] == pytest.approx(one[key], rel=1e-2), key
+  assert four['train_loss'] == pytest.approx(one['train_loss'], rel=5e-3)
   for key in ('test_accuracy', 'validation_accuracy'):
-    assert four[key] == pytest.approx(one[key], abs=2e-3), key
+    assert four[key] == pytest.approx(one[key], abs=0.015), key

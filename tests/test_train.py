@@ -82,9 +82,9 @@ def test_unknown_augmentation_key():
 def _final_params(workdir, config):
   model = train.create_model(config)
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
-  abstract = train.create_train_state(config, model, steps_per_epoch=1)
-  state, _ = checkpoint.restore(mngr, mngr.latest_step(), abstract)
-  return state
+  state = train.create_train_states(config, model, steps_per_epoch=1)
+  ckpt, _ = checkpoint.restore(mngr, mngr.latest_step(), {'state': state, 'best': state.variables})
+  return train.take_seed(ckpt['state'], 0)
 
 
 def test_resume_continues_identically(small_config, tmp_path):

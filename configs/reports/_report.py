@@ -1,0 +1,23 @@
+"""Shared helper of the report configs: the default config plus the report's own fields."""
+import ml_collections
+
+from configs import default
+
+
+def report_config(*, file: str, title: str, row: str, model: str, reported: float | None,
+                  note: str = '', **fields) -> ml_collections.ConfigDict:
+  """`reported` is the report's test accuracy for this row (None where it gives none).
+
+  Unless a report says otherwise: Keras/PyTorch Adam without a schedule (constant rate), the
+  default 90/10 split of train (the reports that validated on test did so; we never do).
+  """
+  config = default.get_config()
+  config.model = model
+  config.schedule = 'constant'
+  augment = fields.pop('augment', {})
+  config.update(fields)
+  config.augment.update(augment)
+  config.report = ml_collections.ConfigDict({
+      'file': file, 'title': title, 'row': row,
+      'reported_test_accuracy': -1.0 if reported is None else reported, 'note': note})
+  return config
