@@ -31,6 +31,7 @@ flags.DEFINE_integer('batch_size', 128, 'Training batch size.')
 flags.DEFINE_integer('steps', 200, 'Timed training steps per measurement.')
 flags.DEFINE_integer('warmup', 20, 'Untimed steps before each measurement.')
 flags.DEFINE_integer('eval_images', 10000, 'Images per evaluation measurement.')
+flags.DEFINE_integer('num_seeds', 1, 'Also time this many seeds trained together (vmapped).')
 flags.DEFINE_bool('compare', False, 'Also time PyTorch and Keras (pip install -e .[compare]).')
 flags.DEFINE_string('output', 'benchmark.json', 'Where to write the JSON results.')
 FLAGS = flags.FLAGS
@@ -113,6 +114,14 @@ def benchmark_model(base, name: str) -> dict:
       'augment_cost_fraction': 1.0 - full_ips / off_ips,
       'eval_images_per_second': time_evaluation(config, FLAGS.eval_images),
   }
+  if FLAGS.num_seeds > 1:
+    seeds_config = ml_collections.ConfigDict(config.to_dict())
+    seeds_config.num_seeds = FLAGS.num_seeds
+    _, seeds_ips = time_training(seeds_config, own, FLAGS.steps, FLAGS.warmup)
+    row['num_seeds'] = FLAGS.num_seeds
+    row['train_images_per_second_all_seeds'] = seeds_ips
+    # Wall time of N seeds together over the wall time of one seed, for the same epochs.
+    row['seeds_wall_time_ratio'] = FLAGS.num_seeds * own_ips / seeds_ips
   row.update(_peak_memory())
   if FLAGS.compare:
     from fmnist_jax import baselines  # pylint: disable=g-import-not-at-top
@@ -143,6 +152,7 @@ def format_table(rows: list[dict]) -> str:
           ('train_images_per_second_full_augment', 'full aug', '{:,.0f}'),
           ('augment_cost_fraction', 'aug cost', '{:.1%}'),
           ('eval_images_per_second', 'eval img/s', '{:,.0f}'),
+          ('seeds_wall_time_ratio', 'N seeds / 1 seed time', '{:.2f}x'),
           ('pytorch_images_per_second', 'PyTorch img/s', '{:,.0f}'),
           ('speedup_vs_pytorch', 'vs PyTorch', '{:.2f}x'),
           ('keras_images_per_second', 'Keras img/s', '{:,.0f}'),

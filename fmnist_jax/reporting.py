@@ -162,3 +162,64 @@ def _read_png(path: str) -> np.ndarray:
   with open(path, 'rb') as f:
     image = plt.imread(io.BytesIO(f.read()), format='png')
   return (image[..., :3] * 255).astype(np.uint8)
+
+
+# Across seeds: the comparison tables of experiments/.
+
+def seed_summary(values: Sequence[float]) -> dict[str, float]:
+  """Mean, sample std, Student-t 95 % interval of the mean, min and max of per-seed values."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  values = np.asarray(values, float)
+  n = len(values)
+  std = float(values.std(ddof=1)) if n > 1 else float('nan')
+  half = float(stats.t.ppf(0.975, n - 1) * std / np.sqrt(n)) if n > 1 else float('nan')
+  return {'n': n, 'mean': float(values.mean()), 'std': std, 'ci95_low': float(values.mean()) - half,
+          'ci95_high': float(values.mean()) + half, 'min': float(values.min()),
+          'max': float(values.max())}
+
+
+def welch_tests(groups: dict[str, Sequence[float]]) -> list[dict[str, Any]]:
+  """Welch's t-test (unequal variances) of every pair of groups' per-seed test accuracies."""
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  names = list(groups)
+  rows = []
+  for i, a in enumerate(names):
+    for b in names[i + 1:]:
+      t, p = stats.ttest_ind(groups[a], groups[b], equal_var=False)
+      rows.append({'a': a, 'b': b, 'mean_difference': float(np.mean(groups[a]) - np.mean(groups[b])),
+                   't': float(t), 'p_value': float(p), 'significant_at_0.05': bool(p < 0.05)})
+  return rows
+
+
+def plot_seed_accuracies(groups: dict[str, Sequence[float]], path: str, title: str) -> None:
+  """Mean test accuracy with a 95 % interval per group, and every seed as a dot."""
+  fig, ax = plt.subplots(figsize=(1.8 * len(groups) + 2, 4))
+  for i, (name, values) in enumerate(groups.items()):
+    s = seed_summary(values)
+    ax.errorbar([i], [s['mean']], yerr=[[s['mean'] - s['ci95_low']], [s['ci95_high'] - s['mean']]],
+                fmt='o', capsize=6, color='C0')
+    ax.plot(np.full(len(values), i + 0.12), values, '.', color='C1', alpha=0.8)
+  ax.set_xticks(range(len(groups)))
+  ax.set_xticklabels(list(groups), rotation=20, ha='right')
+  ax.set(ylabel='test accuracy', title=title)
+  ax.grid(alpha=0.3)
+  _save(fig, path)
+
+
+def plot_validation_bands(histories: dict[str, Sequence[Sequence[float]]], path: str,
+                          title: str) -> None:
+  """Validation accuracy per epoch: the mean over seeds with a ±1 std band, one line per group.
+
+  `histories[name]` is a list over seeds of per-epoch validation accuracies.
+  """
+  fig, ax = plt.subplots(figsize=(8, 4.5))
+  for name, curves in histories.items():
+    curves = np.asarray(curves, float)
+    epochs = np.arange(1, curves.shape[1] + 1)
+    mean, std = curves.mean(0), curves.std(0, ddof=1) if len(curves) > 1 else 0 * curves[0]
+    ax.plot(epochs, mean, label=f'{name} ({len(curves)} seeds)')
+    ax.fill_between(epochs, mean - std, mean + std, alpha=0.25)
+  ax.set(xlabel='epoch', ylabel='validation accuracy', title=title)
+  ax.grid(alpha=0.3)
+  ax.legend()
+  _save(fig, path)

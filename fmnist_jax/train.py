@@ -68,6 +68,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   if not config.train_split.startswith('train') or not config.validation_split.startswith('train'):
     bad('train_split/validation_split', (config.train_split, config.validation_split),
         "both must be slices of 'train' (the test split is only for the final evaluation)")
+  if config.test_split and not config.test_split.startswith('test'):
+    bad('test_split', config.test_split, "it must be a slice of 'test', or '' to skip testing")
   unknown = set(config.augment.keys()) - set(augment.KEYS)
   if unknown:
     bad('augment', sorted(unknown), f'known keys are {list(augment.KEYS)}')
@@ -260,6 +262,8 @@ def _results(config, variables, history, meta, per_seed) -> dict[str, Any]:
   if len(per_seed) > 1:
     # Means over seeds, with the sample standard deviation (ddof=1) beside each.
     for key in ('test_accuracy', 'test_loss', 'validation_accuracy', 'validation_loss'):
+      if per_seed[0][key] is None:
+        continue
       values = np.array([r[key] for r in per_seed])
       results[key] = float(values.mean())
       results[key + '_std'] = float(values.std(ddof=1))
@@ -401,6 +405,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   last_step = len(history) * steps_per_epoch
   per_seed = []
   for k, seed in enumerate(run_seeds):
+    if 'test' not in data:  # test_split='' (e.g. sweep trials): the test split is never read.
+      per_seed.append(_seed_results(seed_history(history, k), {'accuracy': None, 'loss': None},
+                                    seed))
+      continue
     # One seed: the report goes to the workdir; several: to workdir/seed_<s>/ each.
     own_history = seed_history(history, k)
     report_dir = workdir if num_seeds == 1 else os.path.join(workdir, f'seed_{seed}')
@@ -410,8 +418,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         writer if num_seeds == 1 else None, last_step, mesh)
     per_seed.append(_seed_results(own_history, test_metrics, seed))
   results = _results(config, take_seed(best, 0), history, meta, per_seed)
-  writer.write_scalars(last_step, {'test_loss': results['test_loss'],
-                                   'test_accuracy': results['test_accuracy']})
+  if results['test_accuracy'] is not None:
+    writer.write_scalars(last_step, {'test_loss': results['test_loss'],
+                                     'test_accuracy': results['test_accuracy']})
   writer.flush()
   writer.close()
   _write_json(results_path, results)
@@ -420,6 +429,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
 
 
 def summary_line(results: dict[str, Any]) -> str:
+  if results['test_accuracy'] is None:
+    return (f'{results["model"]}: validation accuracy {results["validation_accuracy"]:.4f} '
+            f'(no test split evaluated), {results["epochs"]} epochs, '
+            f'{results["train_seconds"]:.0f} s')
   if 'per_seed' in results:
     return (f'{results["model"]}: test accuracy {results["test_accuracy"]:.4f} ± '
             f'{results["test_accuracy_std"]:.4f} over {len(results["per_seed"])} seeds '

@@ -1,0 +1,110 @@
+"""MLP vs CNN vs BN-CNN (or any configs) over several seeds: mean ± std, 95 % intervals, Welch tests.
+
+    python experiments/compare_architectures.py                    # the default configs, 5 seeds
+    python experiments/compare_architectures.py --num_seeds 3 --epochs 2 --set train_split=train[:5000]
+
+Each config trains its seeds together (config.num_seeds, vmapped) in <workdir>/<config name>, or
+with --sequential one run per seed in <workdir>/<config name>/seed_<s>; a rerun resumes or reuses
+finished runs. Writes comparison.{csv,json,md}, accuracy.png and
+validation_curves.png to --output. A run with --epochs or --set says so in every table row.
+"""
+import argparse
+import csv
+import os
+
+import common  # pylint: disable=g-bad-import-order
+
+from fmnist_jax import reporting
+
+DEFAULT_CONFIGS = ['configs/mlp.py', 'configs/cnn.py', 'configs/bn_cnn.py']
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--configs', nargs='+', default=DEFAULT_CONFIGS)
+  p.add_argument('--num_seeds', type=int, default=5)
+  p.add_argument('--seed', type=int, default=0, help='First seed; seeds are seed..seed+N-1.')
+  p.add_argument('--epochs', type=int, default=None,
+                 help='Shorten every config to this many epochs (labeled in the tables).')
+  p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',
+                 help='Config overrides applied to every config (labeled in the tables).')
+  p.add_argument('--sequential', action='store_true',
+                 help='Train the seeds one after another instead of vmapped together: faster on '
+                      'a CPU that one seed already keeps busy (same numbers up to float rounding).')
+  p.add_argument('--workdir', default='runs/compare_architectures')
+  p.add_argument('--output', default='experiments/results/compare_architectures')
+  return p.parse_args(argv)
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  if args.num_seeds < 2:
+    raise SystemExit('--num_seeds must be at least 2 for a spread and a test.')
+  overrides = [f'num_seeds={args.num_seeds}', f'seed={args.seed}', *args.set]
+  if args.epochs:
+    overrides.append(f'num_epochs={args.epochs}')
+  # Every config is loaded and checked before anything trains.
+  configs = {common.config_name(p): (p, common.load_config(p, overrides)) for p in args.configs}
+  full_epochs = {name: common.load_config(p).num_epochs for name, (p, _) in configs.items()}
+  changed = ' '.join(args.set + ([f'num_epochs={args.epochs}'] if args.epochs else []))
+  label = f'SHORTENED/CHANGED ({changed})' if changed else 'full schedule'
+
+  rows, accuracies, curves = [], {}, {}
+  for name, (path, config) in configs.items():
+    results = common.run_seeds(config, os.path.join(args.workdir, name), args.sequential)
+    accuracies[name] = common.per_seed(results, 'test_accuracy')
+    curves[name] = common.validation_curves(results)
+    s = reporting.seed_summary(accuracies[name])
+    rows.append({
+        'config': path, 'model': config.model, 'epochs': results['epochs'],
+        'config_epochs': full_epochs[name], 'schedule': label, 'seeds': s['n'],
+        'test_accuracy_mean': s['mean'], 'test_accuracy_std': s['std'],
+        'ci95_low': s['ci95_low'], 'ci95_high': s['ci95_high'], 'min': s['min'], 'max': s['max'],
+        'num_params': results['num_params'],
+        'train_images_per_second_all_seeds': results['train_images_per_second'],
+        'wall_seconds': results['train_seconds'],
+        'per_seed_test_accuracy': accuracies[name],
+    })
+  tests = reporting.welch_tests(accuracies)
+  machine = common.machine()
+  os.makedirs(args.output, exist_ok=True)
+  common.write_json(os.path.join(args.output, 'comparison.json'),
+                    {'machine': machine, 'label': label, 'rows': rows, 'welch_tests': tests})
+  with open(os.path.join(args.output, 'comparison.csv'), 'w', newline='') as f:
+    writer = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != 'per_seed_test_accuracy'])
+    writer.writeheader()
+    for r in rows:
+      writer.writerow({k: v for k, v in r.items() if k != 'per_seed_test_accuracy'})
+  title = f'Test accuracy over {args.num_seeds} seeds ({label})'
+  reporting.plot_seed_accuracies(accuracies, os.path.join(args.output, 'accuracy.png'), title)
+  reporting.plot_validation_bands(curves, os.path.join(args.output, 'validation_curves.png'),
+                                  f'Validation accuracy, mean ± std over seeds ({label})')
+  md = markdown(rows, tests, machine, title)
+  with open(os.path.join(args.output, 'comparison.md'), 'w') as f:
+    f.write(md)
+  print(md)
+  return rows, tests
+
+
+def markdown(rows, tests, machine, title) -> str:
+  lines = [f'# {title}', '', f'Machine: {common.machine_line(machine)}.', '',
+           '| config | model | epochs | seeds | test accuracy (mean ± std) | 95 % interval | min | '
+           'max | parameters | train images/s (all seeds) | wall time | schedule |',
+           '|' + ' --- |' * 12]
+  for r in rows:
+    lines.append(
+        f'| {r["config"]} | {r["model"]} | {r["epochs"]} | {r["seeds"]} | '
+        f'{r["test_accuracy_mean"]:.4f} ± {r["test_accuracy_std"]:.4f} | '
+        f'[{r["ci95_low"]:.4f}, {r["ci95_high"]:.4f}] | {r["min"]:.4f} | {r["max"]:.4f} | '
+        f'{r["num_params"]:,} | {r["train_images_per_second_all_seeds"]:,.0f} | '
+        f'{r["wall_seconds"] / 60:.1f} min | {r["schedule"]} |')
+  lines += ['', "Welch's t-test on the per-seed test accuracies (two-sided):", '',
+            '| a | b | mean difference | t | p | p < 0.05 |', '|' + ' --- |' * 6]
+  for t in tests:
+    lines.append(f'| {t["a"]} | {t["b"]} | {t["mean_difference"]:+.4f} | {t["t"]:.2f} | '
+                 f'{t["p_value"]:.3g} | {"yes" if t["significant_at_0.05"] else "no"} |')
+  return '\n'.join(lines) + '\n'
+
+
+if __name__ == '__main__':
+  main()

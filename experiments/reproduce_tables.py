@@ -1,0 +1,102 @@
+"""Every model row of the reports in ../shared/reports: the reported test accuracy beside ours.
+
+    python experiments/reproduce_tables.py                      # every config in configs/reports/
+    python experiments/reproduce_tables.py --num_seeds 2 --max_epochs 2     # shortened, labeled
+
+Each row's config (configs/reports/<report>_<model>.py) carries the report's architecture,
+optimizer, rate, batch size, epochs, augmentation and split, and the reported figure. Runs go to
+<workdir>/<config name>; a rerun resumes or reuses them. A row trained for fewer epochs than the
+report says "SHORTENED" in its own cells and in the table's title.
+"""
+import argparse
+import glob
+import os
+
+import common  # pylint: disable=g-bad-import-order
+
+from fmnist_jax import reporting
+
+REPORT_CONFIGS = sorted(p for p in glob.glob(os.path.join(common.ROOT, 'configs/reports/*.py'))
+                        if not os.path.basename(p).startswith('_'))
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--configs', nargs='+', default=REPORT_CONFIGS)
+  p.add_argument('--num_seeds', type=int, default=5)
+  p.add_argument('--seed', type=int, default=0)
+  p.add_argument('--max_epochs', type=int, default=None,
+                 help='Cap every row at this many epochs for slow machines (labeled SHORTENED).')
+  p.add_argument('--full', nargs='*', default=[], metavar='CONFIG_NAME',
+                 help='Rows that keep their full schedule despite --max_epochs.')
+  p.add_argument('--sequential', action='store_true', help='One run per seed (see '
+                 'compare_architectures.py).')
+  p.add_argument('--workdir', default='runs/reproduce_tables')
+  p.add_argument('--output', default='experiments/results/reproduce_tables')
+  return p.parse_args(argv)
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  planned = []
+  for path in args.configs:  # load and check every row before training any.
+    name = common.config_name(path)
+    config = common.load_config(path, [f'num_seeds={args.num_seeds}', f'seed={args.seed}'])
+    if 'report' not in config:
+      raise SystemExit(f'{path} has no config.report block; is it a report config?')
+    report_epochs = config.num_epochs
+    if args.max_epochs and name not in args.full:
+      config.num_epochs = min(config.num_epochs, args.max_epochs)
+    planned.append((name, path, config, report_epochs))
+
+  rows = []
+  for name, path, config, report_epochs in planned:
+    results = common.run_seeds(config, os.path.join(args.workdir, name), args.sequential)
+    s = reporting.seed_summary(common.per_seed(results, 'test_accuracy'))
+    reported = config.report.reported_test_accuracy
+    rows.append({
+        'report': config.report.title, 'file': config.report.file, 'row': config.report.row,
+        'config': os.path.relpath(path, common.ROOT), 'model': config.model,
+        'num_params': results['num_params'],
+        'reported_test_accuracy': reported if reported >= 0 else None,
+        'ours_mean': s['mean'], 'ours_std': s['std'], 'seeds': s['n'],
+        'difference': s['mean'] - reported if reported >= 0 else None,
+        'epochs_run': results['epochs'], 'report_epochs': report_epochs,
+        'shortened': results['epochs'] < report_epochs, 'note': config.report.note,
+        'per_seed_test_accuracy': common.per_seed(results, 'test_accuracy'),
+        'wall_seconds': results['train_seconds'],
+    })
+  machine = common.machine()
+  os.makedirs(args.output, exist_ok=True)
+  common.write_json(os.path.join(args.output, 'reproduction.json'),
+                    {'machine': machine, 'rows': rows})
+  md = markdown(rows, machine)
+  with open(os.path.join(args.output, 'reproduction.md'), 'w') as f:
+    f.write(md)
+  print(md)
+  return rows
+
+
+def markdown(rows, machine) -> str:
+  shortened = any(r['shortened'] for r in rows)
+  title = 'Report rows reproduced' + (' (SOME ROWS SHORTENED: see the epochs column)'
+                                      if shortened else ' (full schedules)')
+  lines = [f'# {title}', '', f'Machine: {common.machine_line(machine)}. Ours: mean ± sample std '
+           'of the test accuracy over seeds, each seed evaluated at its best validation epoch '
+           '(validation carved out of train; the test split is never used for selection).', '',
+           '| report | model | parameters | reported | ours (mean ± std, seeds) | difference | '
+           'epochs run / report | note |', '|' + ' --- |' * 8]
+  for r in rows:
+    reported = f'{r["reported_test_accuracy"]:.2%}' if r['reported_test_accuracy'] else '—'
+    diff = f'{r["difference"] * 100:+.2f} points' if r['difference'] is not None else '—'
+    epochs = f'{r["epochs_run"]} / {r["report_epochs"]}' + (' SHORTENED' if r['shortened'] else '')
+    lines.append(f'| {r["report"]} ({r["file"]}) | {r["row"]} (`{r["config"]}`) | '
+                 f'{r["num_params"]:,} | {reported} | {r["ours_mean"]:.2%} ± '
+                 f'{r["ours_std"] * 100:.2f} ({r["seeds"]}) | {diff} | {epochs} | {r["note"]} |')
+  lines += ['', 'MobileNetV2 transfer row (keras-cnn-and-mobilenetv2-transfer-90.31.md, 90.31 %): '
+            'not built yet (issue 7).']
+  return '\n'.join(lines) + '\n'
+
+
+if __name__ == '__main__':
+  main()

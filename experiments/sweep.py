@@ -1,0 +1,115 @@
+"""Grid or random search over a small spec, ranked by validation accuracy; test only at the end.
+
+    python experiments/sweep.py --config configs/cnn.py \\
+        --grid batch_size=32,64,128 learning_rate=1e-3,5e-4 optimizer=adam,sgd [--random 4]
+
+Every trial trains with test_split='' so the test split is not even loaded while choosing; the
+ranking uses the best validation accuracy of each trial (mean over seeds with --num_seeds). Only
+the winner is then evaluated on the base config's test split, once, and its report is written to
+<output>/winner_test/.
+"""
+import argparse
+import ast
+import itertools
+import os
+import random
+
+import common  # pylint: disable=g-bad-import-order
+
+from fmnist_jax import evaluate
+from fmnist_jax import input_pipeline
+
+
+def parse_grid(items: list[str]) -> dict[str, list]:
+  grid = {}
+  for item in items:
+    field, sep, values = item.partition('=')
+    if not sep or not values:
+      raise SystemExit(f'--grid item {item!r} is not of the form field=v1,v2,...')
+    parsed = []
+    for v in values.split(','):
+      try:
+        parsed.append(ast.literal_eval(v))
+      except (ValueError, SyntaxError):
+        parsed.append(v)
+    grid[field] = parsed
+  return grid
+
+
+def trials(grid: dict[str, list], random_k: int | None, seed: int) -> list[dict]:
+  combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
+  if random_k and random_k < len(combos):
+    combos = random.Random(seed).sample(combos, random_k)
+  return combos
+
+
+def trial_name(trial: dict) -> str:
+  return '_'.join(f'{k.replace(".", "-")}={v}' for k, v in trial.items())
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--config', default='configs/cnn.py')
+  p.add_argument('--grid', nargs='+', required=True, metavar='FIELD=V1,V2')
+  p.add_argument('--random', type=int, default=None, help='Sample this many grid points.')
+  p.add_argument('--num_seeds', type=int, default=1)
+  p.add_argument('--seed', type=int, default=0)
+  p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',
+                 help='Overrides for every trial (e.g. num_epochs=5 for a quick sweep).')
+  p.add_argument('--workdir', default='runs/sweep')
+  p.add_argument('--output', default='experiments/results/sweep')
+  return p.parse_args(argv)
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  base = common.load_config(args.config, args.set)
+  grid = parse_grid(args.grid)
+  plan = []
+  for trial in trials(grid, args.random, args.seed):  # every trial checked before any trains.
+    overrides = [*args.set, *(f'{k}={v}' for k, v in trial.items()),
+                 f'num_seeds={args.num_seeds}', f'seed={args.seed}', "test_split=''"]
+    plan.append((trial, common.load_config(args.config, overrides)))
+
+  rows = []
+  for trial, config in plan:
+    workdir = os.path.join(args.workdir, trial_name(trial))
+    results = common.run(config, workdir)
+    rows.append({'trial': trial, 'workdir': workdir,
+                 'validation_accuracy': results['validation_accuracy'],
+                 'validation_loss': results['validation_loss'], 'epochs': results['epochs']})
+  rows.sort(key=lambda r: -r['validation_accuracy'])
+  winner = rows[0]
+
+  # The only read of the test split: the winner's best variables.
+  _, model, variables, history, best_epoch = evaluate.load_best(winner['workdir'])
+  builder = input_pipeline.prepare(base.data_dir, base.archives_dir)
+  test = input_pipeline.load_split(builder, base.test_split, official_order=True)
+  report_dir = os.path.join(args.output, 'winner_test')
+  os.makedirs(report_dir, exist_ok=True)
+  test_metrics = evaluate.report_on_test(model, variables, test, base.eval_batch_size, report_dir,
+                                         history)
+  winner.update(test_accuracy=test_metrics['accuracy'], test_loss=test_metrics['loss'],
+                best_epoch=best_epoch)
+  machine = common.machine()
+  common.write_json(os.path.join(args.output, 'sweep.json'),
+                    {'machine': machine, 'config': args.config, 'grid': grid,
+                     'overrides': args.set, 'ranked': rows})
+  lines = [f'# Sweep of {args.config} ranked by validation accuracy', '',
+           f'Machine: {common.machine_line(machine)}. Overrides for every trial: '
+           f'{" ".join(args.set) or "none"}. Test accuracy is measured for the winner only.', '',
+           '| rank | trial | validation accuracy | validation loss | epochs | test accuracy |',
+           '|' + ' --- |' * 6]
+  for i, r in enumerate(rows, 1):
+    test = f'{r["test_accuracy"]:.4f}' if 'test_accuracy' in r else '(not read)'
+    lines.append(f'| {i} | {trial_name(r["trial"])} | {r["validation_accuracy"]:.4f} | '
+                 f'{r["validation_loss"]:.4f} | {r["epochs"]} | {test} |')
+  md = '\n'.join(lines) + '\n'
+  with open(os.path.join(args.output, 'sweep.md'), 'w') as f:
+    f.write(md)
+  print(md)
+  return rows
+
+
+if __name__ == '__main__':
+  main()
