@@ -29,6 +29,8 @@ def parse_args(argv=None):
                  help='Cap every row at this many epochs for slow machines (labeled SHORTENED).')
   p.add_argument('--full', nargs='*', default=[], metavar='CONFIG_NAME',
                  help='Rows that keep their full schedule despite --max_epochs.')
+  p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',
+                 help='Overrides for every row (e.g. data_dir=...); shown in each row\'s note.')
   p.add_argument('--sequential', action='store_true', help='One run per seed (see '
                  'compare_architectures.py).')
   p.add_argument('--workdir', default='runs/reproduce_tables')
@@ -41,7 +43,8 @@ def main(argv=None):
   planned = []
   for path in args.configs:  # load and check every row before training any.
     name = common.config_name(path)
-    config = common.load_config(path, [f'num_seeds={args.num_seeds}', f'seed={args.seed}'])
+    config = common.load_config(path, [f'num_seeds={args.num_seeds}', f'seed={args.seed}',
+                                       *args.set])
     if 'report' not in config:
       raise SystemExit(f'{path} has no config.report block; is it a report config?')
     report_epochs = config.num_epochs
@@ -62,7 +65,9 @@ def main(argv=None):
         'ours_mean': s['mean'], 'ours_std': s['std'], 'seeds': s['n'],
         'difference': s['mean'] - reported if reported >= 0 else None,
         'epochs_run': results['epochs'], 'report_epochs': report_epochs,
-        'shortened': results['epochs'] < report_epochs, 'note': config.report.note,
+        'shortened': results['epochs'] < report_epochs,
+        'note': '; '.join(filter(None, [config.report.note] + [
+            f'override {o}' for o in args.set if not o.startswith(('data_dir=', 'progress_bar='))])),
         'per_seed_test_accuracy': common.per_seed(results, 'test_accuracy'),
         'wall_seconds': results['train_seconds'],
     })

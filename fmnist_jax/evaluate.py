@@ -49,7 +49,9 @@ class Evaluator:
     self.mesh = parallel.create_mesh() if mesh is None else mesh
     self.images, self.labels, self.mask = parallel.replicate(
         (images, labels, np.arange(n + pad) < n), self.mesh)
-    self._logits = jax.jit(functools.partial(_logits, model, self.batch_size, self.mesh))
+    # Replicated logits: every process (host) can read them.
+    self._logits = jax.jit(functools.partial(_logits, model, self.batch_size, self.mesh),
+                           out_shardings=parallel.replicated(self.mesh))
 
   def logits(self, variables: dict[str, Any], i: int) -> jax.Array:
     return self._logits(variables, self.images, np.int32(i))
@@ -80,6 +82,8 @@ def report_on_test(model, variables, test: dict[str, np.ndarray], batch_size: in
                    history, writer=None, step: int = 0, mesh=None) -> dict[str, float]:
   """Evaluates on the test split and writes the report files; accuracy from the predictions."""
   metrics_, probs = Evaluator(model, test['image'], test['label'], batch_size, mesh).run(variables)
+  if jax.process_index() != 0:  # several hosts: process 0 writes the files.
+    return {'accuracy': float(np.mean(probs.argmax(1) == test['label'])), 'loss': metrics_['loss']}
   report = reporting.write_all(workdir, test, probs, metrics_['loss'], history,
                                models.summary(model), writer=writer, step=step)
   return {'accuracy': report['accuracy'], 'loss': metrics_['loss']}

@@ -11,6 +11,12 @@ from fmnist_jax import train
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and results.')
 config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
+flags.DEFINE_bool('multihost', False,
+                  'Call jax.distributed.initialize() first, in one process per host. Without the '
+                  'three flags below JAX detects them on SLURM, Open MPI, Kubernetes and TPU pods.')
+flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (with --multihost).')
+flags.DEFINE_integer('num_processes', None, 'Number of processes (with --multihost).')
+flags.DEFINE_integer('process_id', None, 'This process, 0 .. num_processes-1 (with --multihost).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -25,6 +31,11 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   logging.get_absl_handler().addFilter(_QuietOrbax())
+  if FLAGS.multihost:
+    import jax  # pylint: disable=g-import-not-at-top
+    jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    logging.info('Process %d of %d, %d devices in all.', jax.process_index(), jax.process_count(),
+                 jax.device_count())
   logging.info('Config:\n%s', FLAGS.config)
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
 

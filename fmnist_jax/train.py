@@ -222,7 +222,9 @@ def _progress_bar(config, total, desc):
 
 
 def _write_json(path: str, obj: Any) -> None:
-  """Writes through a temporary file so a reader never sees half a file."""
+  """Writes through a temporary file so a reader never sees half a file (process 0 only)."""
+  if jax.process_index() != 0:
+    return
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:
     json.dump(obj, f, indent=2)

@@ -88,3 +88,31 @@ def test_four_devices_split_the_batch_and_match_one(data_dir, tmp_path):
   assert four['train_loss'] == pytest.approx(one['train_loss'], rel=5e-3)
   for key in ('test_accuracy', 'validation_accuracy'):
     assert four[key] == pytest.approx(one[key], abs=0.015), key
+
+
+def test_two_processes_train_like_one(data_dir, tmp_path):
+  """--multihost: two CPU processes (gloo collectives) on one machine, one device each."""
+  args = ['--config', 'configs/cnn.py', '--config.num_epochs=2', '--config.progress_bar=off',
+          '--config.train_split=train[:2560]', '--config.validation_split=train[59000:]',
+          '--config.test_split=test[:1000]', f'--config.data_dir={data_dir}']
+  env = dict(os.environ, JAX_PLATFORMS='cpu', JAX_CPU_COLLECTIVES_IMPLEMENTATION='gloo')
+  procs = [subprocess.Popen(
+      [sys.executable, '-m', 'fmnist_jax.main', *args, '--workdir', str(tmp_path / 'two'),
+       '--multihost', '--coordinator_address=localhost:12391', '--num_processes=2',
+       f'--process_id={i}'], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True) for i in range(2)]
+  outs = [p.communicate(timeout=600) for p in procs]
+  assert all(p.returncode == 0 for p in procs), outs[0][1][-3000:] + outs[1][1][-3000:]
+  assert 'Process 1 of 2, 2 devices in all.' in outs[1][1]
+  one = subprocess.run([sys.executable, '-m', 'fmnist_jax.main', *args, '--workdir',
+                        str(tmp_path / 'one')], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=600)
+  assert one.returncode == 0, one.stderr[-3000:]
+  two = json.load(open(tmp_path / 'two' / 'results.json'))
+  single = json.load(open(tmp_path / 'one' / 'results.json'))
+  assert two['devices'] != single['devices']  # 2 devices against 1
+  # The batch is split over the processes' devices; sums are added in another order.
+  assert two['test_loss'] == pytest.approx(single['test_loss'], rel=1e-2)
+  assert two['test_accuracy'] == pytest.approx(single['test_accuracy'], abs=0.015)
+  assert [h['train_loss'] for h in two['history']] == pytest.approx(
+      [h['train_loss'] for h in single['history']], rel=5e-3)
