@@ -21,6 +21,7 @@ setup(
         'pillow>=10',  # reading image files in predict.
         'orbax-checkpoint>=0.11.10,<0.13',  # preservation policies (latest N + best).
         'scikit-learn>=1.3',  # classification report and confusion matrix.
+        'scipy>=1.11',  # t-intervals and Welch's t-test across seeds (experiments/).
         'tensorboard>=2.16',  # clu's TensorBoard writer imports it.
         # tfds' as_dataset needs TensorFlow; it only reads data, JAX does the compute.
         'tensorflow-cpu>=2.16; platform_system == "Linux"',
