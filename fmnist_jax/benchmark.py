@@ -68,10 +68,12 @@ def time_training(config, augment: dict, steps: int, warmup: int):
   step, compile_seconds = train.compile_train_step(config, state, totals, images, labels, perm,
                                                    key, mesh)
 
+  bad = train.no_bad_step(num_seeds)
+
   def run(k):
-    nonlocal state, totals
+    nonlocal state, totals, bad
     for i in range(k):
-      state, totals = step(state, totals, images, labels, perm, np.int32(i % 16), key)
+      state, totals, bad = step(state, totals, bad, images, labels, perm, np.int32(i % 16), key)
     jax.block_until_ready(totals)
 
   run(warmup)

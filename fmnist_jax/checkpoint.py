@@ -1,20 +1,30 @@
-"""Orbax checkpoints: one per epoch, the latest few and the best by validation accuracy kept."""
+"""Orbax checkpoints, keyed by the global step: the latest few and the best by validation kept.
+
+A checkpoint is written after every epoch (step = epoch * steps_per_epoch) and, on SIGINT or
+SIGTERM, in the middle of one. Orbax writes into a temporary folder and renames it when complete,
+so a killed save never looks finished; a checkpoint that is complete but unreadable (truncated or
+altered files) is moved to `corrupt_checkpoints/` and the previous one is used.
+"""
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
+from absl import logging
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
 BEST_METRIC = 'validation_accuracy'
+NOT_RANKED = -1.0  # the metric of a mid-epoch checkpoint: never "best".
 
 
 def manager(workdir: str, keep: int) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
       preservation_policy=policies.AnyPreservationPolicy([
           policies.LatestN(n=keep),
-          policies.BestN(get_metric_fn=lambda m: m[BEST_METRIC], reverse=False, n=1),
+          policies.BestN(get_metric_fn=lambda m: m.get(BEST_METRIC, NOT_RANKED), reverse=False,
+                         n=1),
       ]),
       enable_async_checkpointing=False,
   )
@@ -22,21 +32,52 @@ def manager(workdir: str, keep: int) -> ocp.CheckpointManager:
                                options=options, item_names=('state', 'meta'))
 
 
-def save(mngr: ocp.CheckpointManager, epoch: int, state: Any, meta: dict[str, Any]) -> None:
-  """Saves after `epoch`; `meta` (JSON) carries the history needed to resume identically."""
-  mngr.save(epoch, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                           meta=ocp.args.JsonSave(meta)),
-            metrics={BEST_METRIC: meta['history'][-1][BEST_METRIC]})
+def save(mngr: ocp.CheckpointManager, step: int, item: Any, meta: dict[str, Any],
+         metric: float = NOT_RANKED) -> None:
+  """Saves at global `step`; `meta` (JSON) carries what is needed to resume identically.
+
+  An interrupted epoch's checkpoint can hold the same step as that epoch's own; it is replaced.
+  """
+  if step in mngr.all_steps():
+    mngr.delete(step)
+  mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(item),
+                                          meta=ocp.args.JsonSave(meta)),
+            metrics={BEST_METRIC: metric}, force=True)
   mngr.wait_until_finished()
 
 
-def restore(mngr: ocp.CheckpointManager, epoch: int, abstract_state: Any):
-  """Returns (state, meta) saved after `epoch`, shaped like `abstract_state`."""
-  restored = mngr.restore(epoch, args=ocp.args.Composite(
-      state=ocp.args.StandardRestore(abstract_state), meta=ocp.args.JsonRestore()))
+def restore(mngr: ocp.CheckpointManager, step: int, abstract_item: Any):
+  """Returns (item, meta) saved at `step`, shaped like `abstract_item`."""
+  restored = mngr.restore(step, args=ocp.args.Composite(
+      state=ocp.args.StandardRestore(abstract_item), meta=ocp.args.JsonRestore()))
   return restored.state, restored.meta
 
 
+def restore_latest(workdir: str, keep: int, abstract_item: Any):
+  """(manager, step, item, meta) of the newest readable checkpoint; step None if there is none.
+
+  An unreadable checkpoint is reported, moved to <workdir>/corrupt_checkpoints/<step> (kept for
+  inspection, out of the manager's way) and the next older one is tried.
+  """
+  mngr = manager(workdir, keep)
+  for step in sorted(mngr.all_steps(), reverse=True):
+    try:
+      item, meta = restore(mngr, step, abstract_item)
+      return mngr, step, item, meta
+    except Exception as e:  # pylint: disable=broad-except
+      # Orbax, TensorStore and JSON raise many kinds of errors for damaged files.
+      aside = os.path.join(os.path.abspath(workdir), 'corrupt_checkpoints', str(step))
+      message = (f'Checkpoint {step} in {workdir} cannot be read ({type(e).__name__}: '
+                 f'{str(e)[:300]}); moved to {aside}, trying the previous one.')
+      logging.warning(message)
+      print('WARNING: ' + message, flush=True)
+      os.makedirs(os.path.dirname(aside), exist_ok=True)
+      shutil.rmtree(aside, ignore_errors=True)
+      shutil.move(os.path.join(mngr.directory, str(step)), aside)
+      mngr = manager(workdir, keep)
+  return mngr, None, None, None
+
+
 def best_epoch(history: list[dict[str, Any]]) -> int:
-  """The epoch whose checkpoint is evaluated on test: the best validation accuracy, earliest first."""
+  """The epoch whose variables are evaluated on test: the best validation accuracy, earliest first."""
   return max(history, key=lambda h: h[BEST_METRIC])['epoch']

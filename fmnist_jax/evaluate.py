@@ -101,13 +101,11 @@ def load_best(workdir: str, seed_index: int = 0):
     raise FileNotFoundError(f'{config_path} does not exist: --workdir must be a training workdir.')
   with open(config_path) as f:
     config = ml_collections.ConfigDict(json.load(f))
-  mngr = checkpoint.manager(workdir, config.keep_checkpoints)
-  if mngr.latest_step() is None:
-    raise FileNotFoundError(f'{workdir} holds no checkpoint yet; train first.')
   model = train.create_model(config)
-  state = train.create_train_states(config, model, steps_per_epoch=1)
-  ckpt, meta = checkpoint.restore(mngr, mngr.latest_step(),
-                                  {'state': state, 'best': state.variables})
+  _, step, ckpt, meta = checkpoint.restore_latest(
+      workdir, config.keep_checkpoints, train.checkpoint_item(config, model, steps_per_epoch=1))
+  if step is None:
+    raise FileNotFoundError(f'{workdir} holds no checkpoint yet; train first.')
   history = train.seed_history(meta['history'], seed_index)
   return (config, model, train.take_seed(ckpt['best'], seed_index), history,
           checkpoint.best_epoch(history))

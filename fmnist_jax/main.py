@@ -1,16 +1,20 @@
 """Command line: `python -m fmnist_jax.main --config configs/cnn.py --workdir W [--config.x=y]`."""
 import logging as pylogging
+import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from fmnist_jax import input_pipeline
 from fmnist_jax import train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and results.')
 config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
+flags.DEFINE_bool('allow_config_change', False,
+                  'Continue a workdir whose config.json differs from --config (listed otherwise).')
 flags.DEFINE_bool('multihost', False,
                   'Call jax.distributed.initialize() first, in one process per host. Without the '
                   'three flags below JAX detects them on SLURM, Open MPI, Kubernetes and TPU pods.')
@@ -37,7 +41,14 @@ def main(argv):
     logging.info('Process %d of %d, %d devices in all.', jax.process_index(), jax.process_count(),
                  jax.device_count())
   logging.info('Config:\n%s', FLAGS.config)
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir, FLAGS.allow_config_change)
+  except (train.ConfigError, train.ConfigMismatchError, input_pipeline.DataUnavailableError,
+          FloatingPointError) as e:
+    # Problems a person can fix: the message, without a traceback, and a non-zero exit.
+    logging.error('%s', e)
+    print(f'ERROR: {e}', file=sys.stderr, flush=True)
+    sys.exit(1)
 
 
 if __name__ == '__main__':

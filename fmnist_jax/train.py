@@ -52,10 +52,14 @@ class TrainState(train_state.TrainState):
     return {'params': self.params}
 
 
+class ConfigError(ValueError):
+  """A config field a person has to change; the message names it and the allowed values."""
+
+
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Fails on a bad field before any data is loaded or anything is compiled."""
   def bad(field, value, allowed):
-    raise ValueError(f'config.{field}={value!r} is invalid; {allowed}.')
+    raise ConfigError(f'config.{field}={value!r} is invalid; {allowed}.')
   if config.model not in models.MODELS:
     bad('model', config.model, f'choose one of {sorted(models.MODELS)}')
   if config.optimizer not in OPTIMIZERS:
@@ -135,6 +139,14 @@ def empty_totals(num_seeds: int) -> evaluate.Metrics:
   return jax.tree_util.tree_map(lambda x: jnp.stack([x] * num_seeds), evaluate.Metrics.empty())
 
 
+def checkpoint_item(config, model, steps_per_epoch: int) -> dict[str, Any]:
+  """What a checkpoint holds, freshly initialised (also the shape to restore one into)."""
+  state = create_train_states(config, model, steps_per_epoch)
+  # A copy: the train step donates (frees) the state's buffers.
+  return {'state': state, 'best': jax.tree_util.tree_map(jnp.copy, state.variables),
+          'totals': empty_totals(len(seeds(config)))}
+
+
 def take_seed(tree, k: int):
   """Seed k's slice of a stacked tree."""
   return jax.tree_util.tree_map(lambda x: x[k], tree)
@@ -174,14 +186,29 @@ def train_step(state: TrainState, totals: evaluate.Metrics, images, labels, perm
 def compile_train_step(config, state, totals, images, labels, perm, rng, mesh):
   """AOT-compiles the train step, vmapped over the seed axis of state, totals, perm and rng.
 
-  Returns (step, seconds). The images and labels are shared by all seeds.
+  Returns (step, seconds); step(state, totals, bad, images, labels, perm, i, rng) -> (state,
+  totals, bad). `bad` (int32, one per seed, -1 while all is well) records the first optimizer
+  step whose loss was not finite, so a NaN is reported with its step without a sync per step.
+  The images and labels are shared by all seeds.
   """
   t0 = time.perf_counter()
-  step = functools.partial(train_step, batch_size=config.batch_size, augment_cfg=config.augment,
-                           mesh=mesh)
-  step = jax.jit(jax.vmap(step, in_axes=(0, 0, None, None, 0, None, 0)), donate_argnums=(0, 1))
-  compiled = step.lower(state, totals, images, labels, perm, np.int32(0), rng).compile()
+  one = functools.partial(train_step, batch_size=config.batch_size, augment_cfg=config.augment,
+                          mesh=mesh)
+
+  def step(state, totals, bad, images, labels, perm, i, rng):
+    new_state, new_totals = one(state, totals, images, labels, perm, i, rng)
+    bad = jnp.where((bad < 0) & ~jnp.isfinite(new_totals.loss.total), new_state.step, bad)
+    return new_state, new_totals, bad
+
+  step = jax.jit(jax.vmap(step, in_axes=(0, 0, 0, None, None, 0, None, 0)),
+                 donate_argnums=(0, 1, 2))
+  bad = no_bad_step(len(rng))
+  compiled = step.lower(state, totals, bad, images, labels, perm, np.int32(0), rng).compile()
   return compiled, time.perf_counter() - t0
+
+
+def no_bad_step(num_seeds: int) -> np.ndarray:
+  return np.full((num_seeds,), -1, np.int32)
 
 
 def _permutations(keys, epoch, n, steps, batch_size):
@@ -290,41 +317,104 @@ def _epoch_entry(epoch, train_metrics, val_metrics, images, train_seconds, secon
   return entry
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-  """Trains (or resumes) in `workdir`; returns and writes results.json. A finished run only reports."""
+# Fields that do not change what is computed; a workdir may be resumed with other values.
+NOT_COMPARED = ('progress_bar', 'report_every_steps', 'data_dir', 'archives_dir')
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+  """'field: old -> new' for every (dotted) field that differs, ignoring NOT_COMPARED."""
+  flat = lambda d: {k: v for k, v in _flat_hparams(ml_collections.ConfigDict(d)).items()
+                    if k not in NOT_COMPARED}
+  old, new = flat(old), flat(new)
+  return [f'{k}: {old.get(k, "(absent)")!r} -> {new.get(k, "(absent)")!r}'
+          for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+class ConfigMismatchError(ValueError):
+  """The workdir holds a run with another config."""
+
+
+class _StopRequested:
+  """SIGINT/SIGTERM during training: remember the signal; the loop saves and exits."""
+
+  def __init__(self):
+    self.signum = None
+    self._previous = {}
+
+  def __enter__(self):
+    import signal  # pylint: disable=g-import-not-at-top
+    import threading  # pylint: disable=g-import-not-at-top
+    if threading.current_thread() is threading.main_thread():
+      for sig in (signal.SIGINT, signal.SIGTERM):
+        self._previous[sig] = signal.signal(sig, self._handle)
+    return self
+
+  def _handle(self, signum, frame):
+    del frame
+    if self.signum is not None:  # a second Ctrl-C: stop at once, as Python would.
+      raise KeyboardInterrupt
+    self.signum = signum
+
+  def __exit__(self, *exc):
+    import signal  # pylint: disable=g-import-not-at-top
+    for sig, handler in self._previous.items():
+      signal.signal(sig, handler)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       allow_config_change: bool = False) -> dict[str, Any]:
+  """Trains (or resumes) in `workdir`; returns and writes results.json. A finished run only reports.
+
+  A workdir whose config.json differs from `config` is refused (the differing fields are listed)
+  unless `allow_config_change`.
+  """
   validate_config(config)
   os.makedirs(workdir, exist_ok=True)
   results_path = os.path.join(workdir, 'results.json')
-  mngr = checkpoint.manager(workdir, config.keep_checkpoints)
-  latest = mngr.latest_step()
-  if latest is not None and latest >= config.num_epochs and os.path.exists(results_path):
+  config_path = os.path.join(workdir, 'config.json')
+  new_config = json.loads(config.to_json_best_effort())
+  if os.path.exists(config_path):
+    with open(config_path) as f:
+      differences = config_differences(json.load(f), new_config)
+    if differences and not allow_config_change:
+      raise ConfigMismatchError(
+          f'{workdir} holds a run with another config; differing fields:\n  '
+          + '\n  '.join(differences) + '\nUse a new --workdir, or pass --allow_config_change to '
+          'continue this run under the new config (e.g. more epochs; a schedule that depends on '
+          'num_epochs then changes mid-run).')
+    if differences:
+      logging.warning('Continuing %s under a changed config: %s', workdir, differences)
+  if os.path.exists(results_path):
     with open(results_path) as f:
       results = json.load(f)
-    logging.info('%s already holds a finished run; nothing to train.', workdir)
-    print(summary_line(results))
-    return results
+    if results['epochs'] >= config.num_epochs:
+      logging.info('%s already holds a finished run; nothing to train.', workdir)
+      print(summary_line(results))
+      return results
 
-  _write_json(os.path.join(workdir, 'config.json'), json.loads(config.to_json_best_effort()))
+  _write_json(config_path, new_config)
   data = input_pipeline.load(config)
   train = data['train']
   n_train = len(train['label'])
   batch_size = config.batch_size
   if n_train < batch_size:
-    raise ValueError(f'config.train_split={config.train_split!r} holds {n_train} images, fewer '
-                     f'than config.batch_size={batch_size}.')
+    raise ConfigError(f'config.train_split={config.train_split!r} holds {n_train} images, fewer '
+                      f'than config.batch_size={batch_size}.')
   steps_per_epoch = n_train // batch_size
   model = create_model(config)
   run_seeds = seeds(config)
   num_seeds = len(run_seeds)
-  # `best` holds each seed's variables from its best validation epoch so far.
-  state = create_train_states(config, model, steps_per_epoch)
-  # A copy: the train step donates (frees) the state's buffers.
-  ckpt = {'state': state, 'best': jax.tree_util.tree_map(jnp.copy, state.variables)}
-
-  meta = {'history': [], 'compile_seconds': None}
-  if latest is not None:
-    ckpt, meta = checkpoint.restore(mngr, latest, ckpt)
-    logging.info('Resumed from the checkpoint after epoch %d.', latest)
+  # `best` holds each seed's variables from its best validation epoch so far; `totals` the
+  # training metrics of the epoch in progress (for a checkpoint taken in the middle of one).
+  ckpt = checkpoint_item(config, model, steps_per_epoch)
+  mngr, latest, restored, meta = checkpoint.restore_latest(workdir, config.keep_checkpoints, ckpt)
+  if latest is None:
+    meta = {'history': [], 'compile_seconds': None, 'epoch_steps_done': 0,
+            'epoch_seconds_done': 0.0}
+  else:
+    ckpt = restored
+    logging.info('Resumed from the checkpoint at step %d (%d epochs and %d steps done).', latest,
+                 len(meta['history']), meta['epoch_steps_done'])
   state, best = ckpt['state'], ckpt['best']
   history = meta['history']
   start_epoch = len(history)
@@ -342,7 +432,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         + (f', seeds {run_seeds} trained together' if num_seeds > 1 else ''), flush=True)
 
   mesh = parallel.create_mesh()
-  state, best = parallel.replicate((state, best), mesh)
+  state, best, partial_totals = parallel.replicate((state, best, ckpt['totals']), mesh)
   images, labels = parallel.replicate((train['image'], train['label']), mesh)
   validation = evaluate.Evaluator(model, data['validation']['image'],
                                   data['validation']['label'], config.eval_batch_size, mesh)
@@ -362,47 +452,68 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
   total_steps = config.num_epochs * steps_per_epoch
   report_progress = periodic_actions.ReportProgress(
       num_train_steps=total_steps, writer=writer, every_steps=config.report_every_steps)
-  for epoch in range(start_epoch + 1, config.num_epochs + 1):
-    epoch_start = time.perf_counter()
-    perm = epoch_perm(epoch)
-    totals = new_totals()
-    bar = _progress_bar(config, steps_per_epoch, f'epoch {epoch}/{config.num_epochs}')
-    for i in range(steps_per_epoch):
-      state, totals = compiled_step(state, totals, images, labels, perm, np.int32(i), rngs)
-      report_progress((epoch - 1) * steps_per_epoch + i + 1)
+  with _StopRequested() as stop:
+    for epoch in range(start_epoch + 1, config.num_epochs + 1):
+      # A resumed mid-epoch checkpoint continues its epoch at the next step.
+      first = meta['epoch_steps_done'] if epoch == start_epoch + 1 else 0
+      epoch_start = time.perf_counter() - (meta['epoch_seconds_done'] if first else 0.0)
+      perm = epoch_perm(epoch)
+      totals = partial_totals if first else new_totals()
+      bad = no_bad_step(num_seeds)
+      bar = _progress_bar(config, steps_per_epoch, f'epoch {epoch}/{config.num_epochs}')
       if bar is not None:
-        bar.update()
-    per_seed_totals = [take_seed(totals, k).compute() for k in range(num_seeds)]  # waits.
-    train_metrics = {key: np.array([float(m[key]) for m in per_seed_totals])
-                     for key in ('loss', 'accuracy')}
-    train_seconds = time.perf_counter() - epoch_start
-    if bar is not None:
-      bar.close()
-    for k, loss in enumerate(train_metrics['loss']):
-      if not math.isfinite(loss):
-        raise FloatingPointError(
-            f'The training loss of seed {run_seeds[k]} became {loss} in epoch {epoch}; the run '
-            f'stops here and the checkpoint after epoch {epoch - 1} is kept. Lower '
-            'config.learning_rate.')
-    with report_progress.timed('validation'):
-      val_metrics = [validation(take_seed(state.variables, k)) for k in range(num_seeds)]
-    improved = np.array([m['accuracy'] > b for m, b in zip(val_metrics, best_accuracy)])
-    best_accuracy = [max(m['accuracy'], b) for m, b in zip(val_metrics, best_accuracy)]
-    best = keep_best(improved, state.variables, best)
-    history.append(_epoch_entry(epoch, train_metrics, val_metrics, steps_per_epoch * batch_size,
-                                train_seconds, time.perf_counter() - epoch_start))
-    step = epoch * steps_per_epoch
-    writer.write_scalars(step, {k: v for k, v in history[-1].items()
-                                if k not in ('train_images', 'per_seed')})
-    writer.write_scalars(step, {'train_images_per_second': steps_per_epoch * batch_size *
-                                num_seeds / train_seconds})
-    logging.info('epoch %d: %s', epoch, json.dumps(history[-1]))
-    h = history[-1]
-    print(f'epoch {epoch:3d}/{config.num_epochs}  train loss {h["train_loss"]:.4f} '
-          f'acc {h["train_accuracy"]:.4f}  val loss {h["validation_loss"]:.4f} '
-          f'acc {h["validation_accuracy"]:.4f}' + (' (seed means)' if num_seeds > 1 else '')
-          + f'  {h["seconds"]:.1f}s', flush=True)
-    checkpoint.save(mngr, epoch, {'state': state, 'best': best}, meta)
+        bar.update(first)
+      for i in range(first, steps_per_epoch):
+        state, totals, bad = compiled_step(state, totals, bad, images, labels, perm, np.int32(i),
+                                           rngs)
+        report_progress((epoch - 1) * steps_per_epoch + i + 1)
+        if bar is not None:
+          bar.update()
+        if stop.signum is not None:
+          meta.update(epoch_steps_done=i + 1,
+                      epoch_seconds_done=time.perf_counter() - epoch_start)
+          step = (epoch - 1) * steps_per_epoch + i + 1
+          checkpoint.save(mngr, step, {'state': state, 'best': best, 'totals': totals}, meta)
+          print(f'\nStopped by signal {stop.signum} at step {i + 1} of epoch {epoch}; saved the '
+                f'checkpoint at step {step}. Run the same command to continue.', flush=True)
+          writer.flush()
+          raise SystemExit(128 + stop.signum)
+      per_seed_totals = [take_seed(totals, k).compute() for k in range(num_seeds)]  # waits.
+      train_metrics = {key: np.array([float(m[key]) for m in per_seed_totals])
+                       for key in ('loss', 'accuracy')}
+      train_seconds = time.perf_counter() - epoch_start
+      if bar is not None:
+        bar.close()
+      bad = np.asarray(bad)
+      for k, loss in enumerate(train_metrics['loss']):
+        if not math.isfinite(loss):
+          in_epoch = int(bad[k]) - (epoch - 1) * steps_per_epoch
+          raise FloatingPointError(
+              f'The training loss of seed {run_seeds[k]} became {loss} at step {int(bad[k])} '
+              f'(step {in_epoch} of epoch {epoch}); the run stops here and the last checkpoint '
+              f'(after epoch {epoch - 1}) is kept. Lower config.learning_rate.')
+      with report_progress.timed('validation'):
+        val_metrics = [validation(take_seed(state.variables, k)) for k in range(num_seeds)]
+      improved = np.array([m['accuracy'] > b for m, b in zip(val_metrics, best_accuracy)])
+      best_accuracy = [max(m['accuracy'], b) for m, b in zip(val_metrics, best_accuracy)]
+      best = keep_best(improved, state.variables, best)
+      history.append(_epoch_entry(epoch, train_metrics, val_metrics,
+                                  steps_per_epoch * batch_size, train_seconds,
+                                  time.perf_counter() - epoch_start))
+      step = epoch * steps_per_epoch
+      writer.write_scalars(step, {k: v for k, v in history[-1].items()
+                                  if k not in ('train_images', 'per_seed')})
+      writer.write_scalars(step, {'train_images_per_second': steps_per_epoch * batch_size *
+                                  num_seeds / train_seconds})
+      logging.info('epoch %d: %s', epoch, json.dumps(history[-1]))
+      h = history[-1]
+      print(f'epoch {epoch:3d}/{config.num_epochs}  train loss {h["train_loss"]:.4f} '
+            f'acc {h["train_accuracy"]:.4f}  val loss {h["validation_loss"]:.4f} '
+            f'acc {h["validation_accuracy"]:.4f}' + (' (seed means)' if num_seeds > 1 else '')
+            + f'  {h["seconds"]:.1f}s', flush=True)
+      meta.update(epoch_steps_done=0, epoch_seconds_done=0.0)
+      checkpoint.save(mngr, step, {'state': state, 'best': best, 'totals': new_totals()}, meta,
+                      metric=h['validation_accuracy'])
 
   last_step = len(history) * steps_per_epoch
   per_seed = []

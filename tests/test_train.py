@@ -82,8 +82,8 @@ def test_unknown_augmentation_key():
 def _final_params(workdir, config):
   model = train.create_model(config)
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
-  state = train.create_train_states(config, model, steps_per_epoch=1)
-  ckpt, _ = checkpoint.restore(mngr, mngr.latest_step(), {'state': state, 'best': state.variables})
+  ckpt, _ = checkpoint.restore(mngr, mngr.latest_step(),
+                               train.checkpoint_item(config, model, steps_per_epoch=1))
   return train.take_seed(ckpt['state'], 0)
 
 
@@ -96,9 +96,9 @@ def test_resume_continues_identically(small_config, tmp_path):
   # Interrupted after epoch 1: the same run with only epoch 1's checkpoint left behind.
   train.train_and_evaluate(small_config, resumed)
   mngr = checkpoint.manager(resumed, small_config.keep_checkpoints)
-  mngr.delete(2)
+  mngr.delete(40)  # checkpoints are keyed by the global step: 20 steps an epoch.
   os.remove(os.path.join(resumed, 'results.json'))
-  assert checkpoint.manager(resumed, small_config.keep_checkpoints).latest_step() == 1
+  assert checkpoint.manager(resumed, small_config.keep_checkpoints).latest_step() == 20
   again = train.train_and_evaluate(small_config, resumed)
   for key in ('test_accuracy', 'test_loss', 'validation_accuracy', 'validation_loss'):
     assert again[key] == reference[key]
@@ -149,7 +149,7 @@ def test_cli_end_to_end_on_a_real_slice(data_dir, tmp_path):
     assert (tag, 'scalars') in tags, tag
   for tag in ('confusion_matrix', 'curves', 'samples', 'misclassified'):
     assert (tag, 'images') in tags, tag
-  assert os.path.isdir(os.path.join(workdir, 'checkpoints', '3', 'state'))
+  assert os.path.isdir(os.path.join(workdir, 'checkpoints', str(3 * (6000 // 128)), 'state'))
   report = json.load(open(os.path.join(workdir, 'classification_report.json')))
   with open(os.path.join(workdir, 'test_predictions.csv')) as f:
     rows = list(csv.DictReader(f))
