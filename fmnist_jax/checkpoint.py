@@ -19,6 +19,10 @@ BEST_METRIC = 'validation_accuracy'
 NOT_RANKED = -1.0  # the metric of a mid-epoch checkpoint: never "best".
 
 
+class StructureMismatchError(ValueError):
+  """A readable checkpoint that does not fit the config's state."""
+
+
 def manager(workdir: str, keep: int) -> ocp.CheckpointManager:
   options = ocp.CheckpointManagerOptions(
       preservation_policy=policies.AnyPreservationPolicy([
@@ -65,16 +69,23 @@ def restore_latest(workdir: str, keep: int, abstract_item: Any):
       item, meta = restore(mngr, step, abstract_item)
       return mngr, step, item, meta
     except Exception as e:  # pylint: disable=broad-except
-      # Orbax, TensorStore and JSON raise many kinds of errors for damaged files.
-      aside = os.path.join(os.path.abspath(workdir), 'corrupt_checkpoints', str(step))
-      message = (f'Checkpoint {step} in {workdir} cannot be read ({type(e).__name__}: '
-                 f'{str(e)[:300]}); moved to {aside}, trying the previous one.')
-      logging.warning(message)
-      print('WARNING: ' + message, flush=True)
-      os.makedirs(os.path.dirname(aside), exist_ok=True)
-      shutil.rmtree(aside, ignore_errors=True)
-      shutil.move(os.path.join(mngr.directory, str(step)), aside)
-      mngr = manager(workdir, keep)
+      # Orbax, TensorStore and JSON raise many kinds of errors for damaged files; a readable
+      # checkpoint of another shape is orbax's "tree structures do not match" ValueError.
+      if isinstance(e, ValueError) and 'structures do not match' in str(e):
+        raise StructureMismatchError(
+            f'Checkpoint {step} in {workdir} holds a differently shaped state (another model, '
+            'optimizer or num_seeds) than the config asks for; it is left untouched. Use a new '
+            '--workdir for this config.') from None
+      error = e
+    aside = os.path.join(os.path.abspath(workdir), 'corrupt_checkpoints', str(step))
+    message = (f'Checkpoint {step} in {workdir} cannot be read ({type(error).__name__}: '
+               f'{str(error)[:300]}); moved to {aside}, trying the previous one.')
+    logging.warning(message)
+    print('WARNING: ' + message, flush=True)
+    os.makedirs(os.path.dirname(aside), exist_ok=True)
+    shutil.rmtree(aside, ignore_errors=True)
+    shutil.move(os.path.join(mngr.directory, str(step)), aside)
+    mngr = manager(workdir, keep)
   return mngr, None, None, None
 
 

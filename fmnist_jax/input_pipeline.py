@@ -127,6 +127,26 @@ def prepare(data_dir: str, archives_dir: str = DEBIAN_ARCHIVES_DIR):
   return builder
 
 
+# Fashion-MNIST's split sizes, as tfds registers them: split strings are checked against these
+# before anything is loaded.
+SPLIT_SIZES = {'train': 60_000, 'test': 10_000}
+
+
+def split_ranges(spec: str) -> list[tuple[str, int, int]]:
+  """(split, start, stop) of every part of a tfds split string; ValueError when malformed."""
+  import types  # pylint: disable=g-import-not-at-top
+  tfds = _import_tfds()
+  infos = {k: types.SimpleNamespace(num_examples=n) for k, n in SPLIT_SIZES.items()}
+  ranges = []
+  for part in tfds.core.ReadInstruction.from_spec(spec).to_absolute(infos):
+    n = SPLIT_SIZES[part.splitname]
+    start, stop = part.from_ or 0, n if part.to is None else part.to
+    if start >= stop:
+      raise ValueError(f'{spec!r} selects no images ({part.splitname}[{start}:{stop}]).')
+    ranges.append((part.splitname, start, stop))
+  return ranges
+
+
 def official_indices(builder, split: str) -> np.ndarray:
   """Each example's index in the original archive, for the examples of `split` in tfds' order.
 

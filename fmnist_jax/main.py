@@ -7,6 +7,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from fmnist_jax import checkpoint
 from fmnist_jax import input_pipeline
 from fmnist_jax import train
 
@@ -43,8 +44,8 @@ def main(argv):
   logging.info('Config:\n%s', FLAGS.config)
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir, FLAGS.allow_config_change)
-  except (train.ConfigError, train.ConfigMismatchError, input_pipeline.DataUnavailableError,
-          FloatingPointError) as e:
+  except (train.ConfigError, train.ConfigMismatchError, checkpoint.StructureMismatchError,
+          input_pipeline.DataUnavailableError, FloatingPointError) as e:
     # Problems a person can fix: the message, without a traceback, and a non-zero exit.
     logging.error('%s', e)
     print(f'ERROR: {e}', file=sys.stderr, flush=True)

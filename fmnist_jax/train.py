@@ -69,11 +69,26 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   for field in ('learning_rate', 'num_epochs', 'batch_size', 'eval_batch_size', 'keep_checkpoints'):
     if not config[field] > 0:
       bad(field, config[field], 'it must be positive')
-  if not config.train_split.startswith('train') or not config.validation_split.startswith('train'):
-    bad('train_split/validation_split', (config.train_split, config.validation_split),
-        "both must be slices of 'train' (the test split is only for the final evaluation)")
-  if config.test_split and not config.test_split.startswith('test'):
-    bad('test_split', config.test_split, "it must be a slice of 'test', or '' to skip testing")
+  ranges = {}
+  for field in ('train_split', 'validation_split', 'test_split'):
+    if field == 'test_split' and not config.test_split:
+      continue  # '' skips the test evaluation (sweep trials).
+    try:
+      ranges[field] = input_pipeline.split_ranges(config[field])
+    except ValueError as e:
+      bad(field, config[field], f'{e} Use tfds split syntax such as "train[:90%]" or '
+          '"train[54000:]"')
+    wanted = 'test' if field == 'test_split' else 'train'
+    if any(split != wanted for split, _, _ in ranges[field]):
+      bad(field, config[field], f"it must only take from '{wanted}'" + (
+          ' (the test split is only for the final evaluation)' if wanted == 'train' else ''))
+  overlap = [(a, b) for a in ranges['train_split'] for b in ranges['validation_split']
+             if max(a[1], b[1]) < min(a[2], b[2])]
+  if overlap:
+    (_, a0, a1), (_, b0, b1) = overlap[0]
+    bad('validation_split', config.validation_split,
+        f'it overlaps config.train_split={config.train_split!r} (train images '
+        f'{max(a0, b0)}..{min(a1, b1) - 1}); validation must be held out of training')
   unknown = set(config.augment.keys()) - set(augment.KEYS)
   if unknown:
     bad('augment', sorted(unknown), f'known keys are {list(augment.KEYS)}')

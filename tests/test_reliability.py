@@ -1,0 +1,207 @@
+"""What happens when a run is killed, interrupted, fed a bad config, a damaged checkpoint or NaNs."""
+import glob
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from configs import default
+from fmnist_jax import checkpoint
+from fmnist_jax import train
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+# Bad configs: each exits non-zero within seconds, before data loading or compiling.
+
+@pytest.mark.parametrize('override,field', [
+    ('--config.model=resnet', 'config.model'),
+    ('--config.optimizer=rmsprop', 'config.optimizer'),
+    ('--config.learning_rate=-0.1', 'config.learning_rate'),
+    ('--config.validation_split=train[50%:]', 'config.validation_split'),  # overlaps train[:90%]
+    ('--config.train_split=test', 'config.train_split'),
+    ('--config.train_split=train[:9O%]', 'config.train_split'),
+    ('--config.augment.blur=1.0', 'config.augment'),
+    ('--config.batch_size=130', 'config.batch_size'),  # 4 devices below
+])
+def test_bad_config_exits_before_loading_or_compiling(override, field, tmp_path):
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
+             JAX_PLATFORMS='cpu')
+  t0 = time.perf_counter()
+  # --config.augment.blur needs a new key, which ml_collections only allows through a file.
+  if 'blur' in override:
+    cfg = tmp_path / 'blur.py'
+    cfg.write_text('from configs import default\n\ndef get_config():\n  c = default.get_config()\n'
+                   '  c.augment.blur = 1.0\n  return c\n')
+    args = ['--config', str(cfg)]
+  else:
+    args = ['--config', 'configs/default.py', override]
+  out = subprocess.run([sys.executable, '-m', 'fmnist_jax.main', *args, '--workdir',
+                        str(tmp_path / 'w'), '--config.data_dir=/nonexistent'],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+  seconds = time.perf_counter() - t0
+  assert out.returncode == 1, out.stderr[-2000:]
+  assert f'ERROR: {field}' in out.stderr
+  assert 'Traceback' not in out.stderr and 'Compiled' not in out.stderr
+  assert not os.path.exists(tmp_path / 'w' / 'config.json')  # nothing written
+  assert seconds < 30, seconds  # mostly Python imports
+
+
+def test_workdir_with_another_config_is_refused_then_allowed(small_config, tmp_path):
+  small_config.num_epochs = 1
+  workdir = str(tmp_path / 'w')
+  train.train_and_evaluate(small_config, workdir)
+  small_config.learning_rate = 0.01
+  small_config.num_epochs = 2
+  with pytest.raises(train.ConfigMismatchError) as e:
+    train.train_and_evaluate(small_config, workdir)
+  assert 'learning_rate: 0.001 -> 0.01' in str(e.value) and 'num_epochs: 1 -> 2' in str(e.value)
+  small_config.progress_bar = 'on'  # not compared: it does not change the numbers.
+  results = train.train_and_evaluate(small_config, workdir, allow_config_change=True)
+  assert results['epochs'] == 2
+  assert json.load(open(os.path.join(workdir, 'config.json')))['learning_rate'] == 0.01
+
+
+def test_best_checkpoint_survives_later_worse_epochs(tmp_path):
+  mngr = checkpoint.manager(str(tmp_path), keep=1)
+  meta = {'history': []}
+  for step, accuracy in [(10, 0.80), (20, 0.90), (30, 0.85), (40, 0.70), (45, checkpoint.NOT_RANKED)]:
+    checkpoint.save(mngr, step, {'x': np.float32(accuracy)}, meta, metric=accuracy)
+  assert sorted(mngr.all_steps()) == [20, 45]  # the best and the latest
+
+
+def _truncate_arrays(step_dir):
+  files = [f for f in glob.glob(os.path.join(step_dir, 'state', '**', '*'), recursive=True)
+           if os.path.isfile(f) and os.path.getsize(f) > 100]
+  assert files
+  for f in files:
+    with open(f, 'r+b') as fh:
+      fh.truncate(os.path.getsize(f) // 2)
+
+
+def test_unreadable_latest_checkpoint_falls_back_to_the_previous(small_config, tmp_path, capsys):
+  reference = train.train_and_evaluate(small_config, str(tmp_path / 'ref'))
+  workdir = tmp_path / 'w'
+  train.train_and_evaluate(small_config, str(workdir))
+  _truncate_arrays(workdir / 'checkpoints' / '40')  # epoch 2 of 2 (20 steps an epoch)
+  os.remove(workdir / 'results.json')
+  again = train.train_and_evaluate(small_config, str(workdir))
+  assert 'Checkpoint 40' in capsys.readouterr().out
+  assert (workdir / 'corrupt_checkpoints' / '40').is_dir()  # kept for inspection
+  assert again['test_accuracy'] == reference['test_accuracy']
+  assert again['test_loss'] == reference['test_loss']
+
+
+def test_nan_loss_stops_with_epoch_and_step_and_keeps_the_last_checkpoint(small_config, tmp_path):
+  small_config.num_epochs = 1
+  workdir = str(tmp_path / 'w')
+  train.train_and_evaluate(small_config, workdir)
+  small_config.update(num_epochs=2, learning_rate=1e30)  # Adam moves every weight by ~1e30.
+  with pytest.raises(FloatingPointError, match=r'at step (2\d|3\d|40) \(step \d+ of epoch 2\)'):
+    train.train_and_evaluate(small_config, workdir, allow_config_change=True)
+  assert checkpoint.manager(workdir, 3).all_steps() == [20]
+  # results.json is still the finished 1-epoch run's; nothing of the failed epoch was written.
+  assert json.load(open(os.path.join(workdir, 'results.json')))['epochs'] == 1
+
+
+def test_checkpoint_of_another_shape_is_refused_and_left_alone(small_config, tmp_path):
+  small_config.num_epochs = 1
+  workdir = str(tmp_path / 'w')
+  train.train_and_evaluate(small_config, workdir)
+  small_config.update(num_epochs=2, optimizer='sgd')  # another optimizer state
+  with pytest.raises(checkpoint.StructureMismatchError, match='new --workdir'):
+    train.train_and_evaluate(small_config, workdir, allow_config_change=True)
+  assert checkpoint.manager(workdir, 3).all_steps() == [20]
+  assert not os.path.exists(os.path.join(workdir, 'corrupt_checkpoints'))
+
+
+# Kill and interrupt: subprocesses running the README's command on a real slice.
+
+ARGS = ['--config', 'configs/cnn.py', '--config.num_epochs=6', '--config.batch_size=64',
+        '--config.train_split=train[:3200]', '--config.validation_split=train[59000:]',
+        '--config.test_split=test[:1000]', '--config.progress_bar=off',
+        '--config.augment.flip=True']
+STEPS_PER_EPOCH = 3200 // 64
+
+
+def _cmd(workdir, data_dir):
+  return [sys.executable, '-m', 'fmnist_jax.main', *ARGS, f'--config.data_dir={data_dir}',
+          '--workdir', str(workdir)]
+
+
+def _run(workdir, data_dir):
+  out = subprocess.run(_cmd(workdir, data_dir), cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return json.load(open(os.path.join(workdir, 'results.json')))
+
+
+def _start_and_signal(workdir, data_dir, sig):
+  """Starts a run and sends `sig` once its first epoch checkpoint exists."""
+  proc = subprocess.Popen(_cmd(workdir, data_dir), cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True)
+  first = os.path.join(workdir, 'checkpoints', str(STEPS_PER_EPOCH))
+  deadline = time.time() + 300
+  while not os.path.isdir(first) and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.05)
+  time.sleep(0.3)  # well into the next epoch
+  assert proc.poll() is None, 'the run ended before it could be interrupted'
+  proc.send_signal(sig)
+  stdout, stderr = proc.communicate(timeout=300)
+  return proc.returncode, stdout, stderr
+
+
+def _final_variables(workdir):
+  config = default.get_config()
+  config.model = 'cnn'
+  model = train.create_model(config)
+  mngr = checkpoint.manager(str(workdir), 3)
+  item, _ = checkpoint.restore(mngr, mngr.latest_step(), train.checkpoint_item(config, model, 1))
+  return jax.tree_util.tree_leaves((item['state'].params, item['state'].opt_state, item['best']))
+
+
+def _assert_same_run(a, b, workdir_a, workdir_b):
+  strip = lambda h: [{k: v for k, v in e.items() if 'seconds' not in k} for e in h]
+  assert strip(a['history']) == strip(b['history'])
+  for key in ('test_accuracy', 'test_loss', 'validation_accuracy', 'best_epoch'):
+    assert a[key] == b[key], key
+  for x, y in zip(_final_variables(workdir_a), _final_variables(workdir_b)):
+    np.testing.assert_array_equal(x, y)
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(tmp_path_factory, data_dir):
+  workdir = tmp_path_factory.mktemp('uninterrupted')
+  return workdir, _run(workdir, data_dir)
+
+
+def test_sigkill_then_rerun_gives_the_uninterrupted_results(uninterrupted, data_dir, tmp_path):
+  workdir = tmp_path / 'killed'
+  code, _, _ = _start_and_signal(str(workdir), data_dir, signal.SIGKILL)
+  assert code == -signal.SIGKILL
+  assert not os.path.exists(workdir / 'results.json')
+  resumed = _run(workdir, data_dir)
+  _assert_same_run(resumed, uninterrupted[1], workdir, uninterrupted[0])
+
+
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_saves_the_current_step_and_resumes_identically(uninterrupted, data_dir,
+                                                                  tmp_path, sig):
+  workdir = tmp_path / 'interrupted'
+  code, stdout, _ = _start_and_signal(str(workdir), data_dir, sig)
+  assert code == 128 + sig, stdout[-2000:]
+  assert 'Stopped by signal' in stdout
+  # The message names the step it stopped at, and that step's checkpoint exists.
+  step, epoch = map(int, re.search(r'at step (\d+) of epoch (\d+)', stdout).groups())
+  saved = (epoch - 1) * STEPS_PER_EPOCH + step
+  assert saved in checkpoint.manager(str(workdir), 3).all_steps()
+  assert f'saved the checkpoint at step {saved}' in stdout
+  resumed = _run(workdir, data_dir)
+  _assert_same_run(resumed, uninterrupted[1], workdir, uninterrupted[0])
