@@ -55,18 +55,34 @@ def run(config, workdir: str) -> dict:
   return results
 
 
-def run_seeds(config, workdir: str, sequential: bool = False) -> dict:
+def _finished(workdir: str) -> dict | None:
+  path = os.path.join(workdir, 'results.json')
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+def run_seeds(config, workdir: str, sequential: bool = False, finished_only: bool = False) -> dict:
   """All of config.num_seeds seeds: vmapped in one run, or one run per seed merged afterwards.
 
   The merged form is the one train.py writes for a vmapped run (per_seed, means, std).
+  `finished_only` trains nothing and merges the seeds whose runs have finished (None if none).
   """
   if not sequential or config.num_seeds == 1:
-    return run(config, workdir)
+    return _finished(workdir) if finished_only else run(config, workdir)
   runs = []
   for seed in train.seeds(config):
     one = config.copy_and_resolve_references()
     one.seed, one.num_seeds = seed, 1
-    runs.append(run(one, os.path.join(workdir, f'seed_{seed}')))
+    seed_dir = os.path.join(workdir, f'seed_{seed}')
+    result = _finished(seed_dir) if finished_only else run(one, seed_dir)
+    if result is not None:
+      runs.append(result)
+  if not runs:
+    return None
+  if len(runs) == 1:
+    return runs[0]
   per = [{k: r[k] for k in ('seed', 'best_epoch', 'test_accuracy', 'test_loss',
                             'validation_accuracy', 'validation_loss')} for r in runs]
   merged = dict(runs[0], per_seed=per, seed=[r['seed'] for r in per],

@@ -31,6 +31,9 @@ def parse_args(argv=None):
   p.add_argument('--sequential', action='store_true',
                  help='Train the seeds one after another instead of vmapped together: faster on '
                       'a CPU that one seed already keeps busy (same numbers up to float rounding).')
+  p.add_argument('--finished_only', action='store_true',
+                 help='Train nothing: tabulate the seeds whose runs have finished (a row then '
+                      'says how many of --num_seeds it has).')
   p.add_argument('--workdir', default='runs/compare_architectures')
   p.add_argument('--output', default='experiments/results/compare_architectures')
   return p.parse_args(argv)
@@ -51,13 +54,18 @@ def main(argv=None):
 
   rows, accuracies, curves = [], {}, {}
   for name, (path, config) in configs.items():
-    results = common.run_seeds(config, os.path.join(args.workdir, name), args.sequential)
+    results = common.run_seeds(config, os.path.join(args.workdir, name), args.sequential,
+                               args.finished_only)
+    if results is None:
+      print(f'{name}: no finished run in {args.workdir}; left out.')
+      continue
     accuracies[name] = common.per_seed(results, 'test_accuracy')
     curves[name] = common.validation_curves(results)
     s = reporting.seed_summary(accuracies[name])
     rows.append({
         'config': path, 'model': config.model, 'epochs': results['epochs'],
         'config_epochs': full_epochs[name], 'schedule': label, 'seeds': s['n'],
+        'seeds_asked': args.num_seeds,
         'test_accuracy_mean': s['mean'], 'test_accuracy_std': s['std'],
         'ci95_low': s['ci95_low'], 'ci95_high': s['ci95_high'], 'min': s['min'], 'max': s['max'],
         'num_params': results['num_params'],
@@ -86,6 +94,12 @@ def main(argv=None):
   return rows, tests
 
 
+def _seeds_cell(row) -> str:
+  if row['seeds'] == row['seeds_asked']:
+    return str(row['seeds'])
+  return f'{row["seeds"]} of {row["seeds_asked"]} (the others unfinished)'
+
+
 def markdown(rows, tests, machine, title) -> str:
   lines = [f'# {title}', '', f'Machine: {common.machine_line(machine)}.', '',
            '| config | model | epochs | seeds | test accuracy (mean ± std) | 95 % interval | min | '
@@ -93,7 +107,8 @@ def markdown(rows, tests, machine, title) -> str:
            '|' + ' --- |' * 12]
   for r in rows:
     lines.append(
-        f'| {r["config"]} | {r["model"]} | {r["epochs"]} | {r["seeds"]} | '
+        f'| {r["config"]} | {r["model"]} | {r["epochs"]} | '
+        f'{_seeds_cell(r)} | '
         f'{r["test_accuracy_mean"]:.4f} ± {r["test_accuracy_std"]:.4f} | '
         f'[{r["ci95_low"]:.4f}, {r["ci95_high"]:.4f}] | {r["min"]:.4f} | {r["max"]:.4f} | '
         f'{r["num_params"]:,} | {r["train_images_per_second_all_seeds"]:,.0f} | '
