@@ -68,7 +68,7 @@ def time_training(config, augment: dict, steps: int, warmup: int):
   step, compile_seconds = train.compile_train_step(config, state, totals, images, labels, perm,
                                                    key, mesh)
 
-  bad = train.no_bad_step(num_seeds)
+  bad = parallel.replicate(train.no_bad_step(num_seeds), mesh)
 
   def run(k):
     nonlocal state, totals, bad

@@ -217,7 +217,7 @@ def compile_train_step(config, state, totals, images, labels, perm, rng, mesh):
 
   step = jax.jit(jax.vmap(step, in_axes=(0, 0, 0, None, None, 0, None, 0)),
                  donate_argnums=(0, 1, 2))
-  bad = no_bad_step(len(rng))
+  bad = parallel.replicate(no_bad_step(len(rng)), mesh)
   compiled = step.lower(state, totals, bad, images, labels, perm, np.int32(0), rng).compile()
   return compiled, time.perf_counter() - t0
 
@@ -474,7 +474,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       epoch_start = time.perf_counter() - (meta['epoch_seconds_done'] if first else 0.0)
       perm = epoch_perm(epoch)
       totals = partial_totals if first else new_totals()
-      bad = no_bad_step(num_seeds)
+      bad = parallel.replicate(no_bad_step(num_seeds), mesh)
       bar = _progress_bar(config, steps_per_epoch, f'epoch {epoch}/{config.num_epochs}')
       if bar is not None:
         bar.update(first)

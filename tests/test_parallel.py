@@ -47,7 +47,8 @@ if jax.device_count() > 1:
     im, lb, pm = parallel.replicate(data, m)
     key = parallel.replicate(jax.vmap(jax.random.key)(jnp.array([0])), m)
     step, _ = train.compile_train_step(sgd, state, totals, im, lb, pm, key, m)
-    state, _, _ = step(state, totals, train.no_bad_step(1), im, lb, pm, np.int32(0), key)
+    state, _, _ = step(state, totals, parallel.replicate(train.no_bad_step(1), m), im, lb, pm,
+                       np.int32(0), key)
     after.append([np.asarray(a) for a in jax.tree_util.tree_leaves(state.variables)])
   out['one_step_max_abs_diff'] = max(float(np.abs(a - b).max()) for a, b in zip(*after))
 results = train.train_and_evaluate(config, {workdir!r})
