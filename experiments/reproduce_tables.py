@@ -98,6 +98,10 @@ def markdown(rows, machine) -> str:
     lines.append(f'| {r["report"]} ({r["file"]}) | {r["row"]} (`{r["config"]}`) | '
                  f'{r["num_params"]:,} | {reported} | {r["ours_mean"]:.2%} ± '
                  f'{r["ours_std"] * 100:.2f} ({r["seeds"]}) | {diff} | {epochs} | {r["note"]} |')
+  if shortened:
+    lines += ['', 'To run every row on its full schedule (an accelerator is advised; on a 2-core CPU '
+              'the two VGG-style rows take 3 to 5 minutes an epoch and seed): '
+              '`python experiments/reproduce_tables.py --num_seeds 5`.']
   lines += ['', 'MobileNetV2 transfer row (keras-cnn-and-mobilenetv2-transfer-90.31.md, 90.31 %): '
             'not built yet (issue 7).']
   return '\n'.join(lines) + '\n'
