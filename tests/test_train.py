@@ -64,6 +64,7 @@ def test_optimizers_and_schedules(optimizer, schedule):
 @pytest.mark.parametrize('field,value', [
     ('model', 'resnet'), ('optimizer', 'rmsprop'), ('schedule', 'linear'),
     ('learning_rate', 0.0), ('batch_size', -1), ('validation_split', 'test[:1000]'),
+    ('dtype', 'float16'), ('num_epochs', 0), ('keep_checkpoints', 0), ('progress_bar', 'yes'),
     ('train_split', 'test')])
 def test_bad_config_names_the_field(field, value):
   config = default.get_config()
