@@ -11,7 +11,6 @@ import json
 import os
 import platform
 import sys
-import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # `configs` imports as it does for `python -m fmnist_jax.main`.
@@ -48,11 +47,8 @@ def config_name(path: str) -> str:
 
 
 def run(config, workdir: str) -> dict:
-  """Trains (or resumes, or just reads) the run in `workdir`; adds its wall time."""
-  t0 = time.perf_counter()
-  results = train.train_and_evaluate(config, workdir)
-  results['wall_seconds_this_call'] = time.perf_counter() - t0
-  return results
+  """Trains (or resumes, or just reads) the run in `workdir`."""
+  return train.train_and_evaluate(config, workdir)
 
 
 def _finished(workdir: str) -> dict | None:
