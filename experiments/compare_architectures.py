@@ -83,7 +83,9 @@ def main(argv=None):
     writer.writeheader()
     for r in rows:
       writer.writerow({k: v for k, v in r.items() if k != 'per_seed_test_accuracy'})
-  title = f'Test accuracy over {args.num_seeds} seeds ({label})'
+  partial = any(r['seeds'] < args.num_seeds for r in rows)
+  title = (f'Test accuracy over {"up to " if partial else ""}{args.num_seeds} seeds ({label}'
+           + ('; some rows have unfinished seeds' if partial else '') + ')')
   reporting.plot_seed_accuracies(accuracies, os.path.join(args.output, 'accuracy.png'), title)
   reporting.plot_validation_bands(curves, os.path.join(args.output, 'validation_curves.png'),
                                   f'Validation accuracy, mean ± std over seeds ({label})')
