@@ -83,9 +83,7 @@ def run_seeds(config, workdir: str, sequential: bool = False, finished_only: boo
                             'validation_accuracy', 'validation_loss')} for r in runs]
   merged = dict(runs[0], per_seed=per, seed=[r['seed'] for r in per],
                 best_epoch=[r['best_epoch'] for r in per])
-  for key in ('test_accuracy', 'test_loss', 'validation_accuracy', 'validation_loss'):
-    values = np.array([r[key] for r in per])
-    merged[key], merged[key + '_std'] = float(values.mean()), float(values.std(ddof=1))
+  merged.update(train.seed_means(per))
   merged['train_seconds'] = sum(r['train_seconds'] for r in runs)
   merged['train_images_per_second'] = float(np.mean([r['train_images_per_second'] for r in runs]))
   merged['history'] = _merge_histories([r['history'] for r in runs])

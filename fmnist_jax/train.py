@@ -304,17 +304,21 @@ def _results(config, variables, history, meta, per_seed) -> dict[str, Any]:
       'history': history,
   }
   if len(per_seed) > 1:
-    # Means over seeds, with the sample standard deviation (ddof=1) beside each.
-    for key in ('test_accuracy', 'test_loss', 'validation_accuracy', 'validation_loss'):
-      if per_seed[0][key] is None:
-        continue
-      values = np.array([r[key] for r in per_seed])
-      results[key] = float(values.mean())
-      results[key + '_std'] = float(values.std(ddof=1))
+    results.update(seed_means(per_seed))
     results['seed'] = [r['seed'] for r in per_seed]
     results['best_epoch'] = [r['best_epoch'] for r in per_seed]
     results['per_seed'] = per_seed
   return results
+
+
+def seed_means(per_seed: list[dict[str, Any]]) -> dict[str, float]:
+  """Means over seeds of the final metrics, with the sample standard deviation (ddof=1) beside."""
+  out = {}
+  for key in ('test_accuracy', 'test_loss', 'validation_accuracy', 'validation_loss'):
+    if per_seed[0][key] is not None:  # test metrics are None when the test split was skipped
+      values = np.array([r[key] for r in per_seed])
+      out[key], out[key + '_std'] = float(values.mean()), float(values.std(ddof=1))
+  return out
 
 
 def _epoch_entry(epoch, train_metrics, val_metrics, images, train_seconds, seconds):
