@@ -15,7 +15,9 @@ import functools
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 from typing import Any
 
@@ -361,8 +363,6 @@ class _StopRequested:
     self._previous = {}
 
   def __enter__(self):
-    import signal  # pylint: disable=g-import-not-at-top
-    import threading  # pylint: disable=g-import-not-at-top
     if threading.current_thread() is threading.main_thread():
       for sig in (signal.SIGINT, signal.SIGTERM):
         self._previous[sig] = signal.signal(sig, self._handle)
@@ -375,7 +375,6 @@ class _StopRequested:
     self.signum = signum
 
   def __exit__(self, *exc):
-    import signal  # pylint: disable=g-import-not-at-top
     for sig, handler in self._previous.items():
       signal.signal(sig, handler)
 
