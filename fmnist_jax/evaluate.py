@@ -103,7 +103,8 @@ def load_best(workdir: str, seed_index: int = 0):
     config = ml_collections.ConfigDict(json.load(f))
   model = train.create_model(config)
   _, step, ckpt, meta = checkpoint.restore_latest(
-      workdir, config.keep_checkpoints, train.checkpoint_item(config, model, steps_per_epoch=1))
+      workdir, config.keep_checkpoints,
+      train.checkpoint_item(config, model, steps_per_epoch=1, load_pretrained=False))
   if step is None:
     raise FileNotFoundError(f'{workdir} holds no checkpoint yet; train first.')
   history = train.seed_history(meta['history'], seed_index)

@@ -9,6 +9,7 @@ from ml_collections import config_flags
 
 from fmnist_jax import checkpoint
 from fmnist_jax import input_pipeline
+from fmnist_jax import pretrained
 from fmnist_jax import train
 
 FLAGS = flags.FLAGS
@@ -45,7 +46,8 @@ def main(argv):
   try:
     train.train_and_evaluate(FLAGS.config, FLAGS.workdir, FLAGS.allow_config_change)
   except (train.ConfigError, train.ConfigMismatchError, checkpoint.StructureMismatchError,
-          input_pipeline.DataUnavailableError, FloatingPointError) as e:
+          input_pipeline.DataUnavailableError, pretrained.WeightsUnavailableError,
+          pretrained.WeightsMismatchError, FloatingPointError) as e:
     # Problems a person can fix: the message, without a traceback, and a non-zero exit.
     logging.error('%s', e)
     print(f'ERROR: {e}', file=sys.stderr, flush=True)

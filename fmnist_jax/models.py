@@ -189,9 +189,160 @@ class TorchCNN(nn.Module):
     return nn.Dense(NUM_CLASSES, dtype=self.dtype)(x)
 
 
+# (expansion, output channels, repeats, first stride) of MobileNetV2's inverted residual blocks.
+_MOBILENETV2_BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
+                       (6, 160, 3, 2), (6, 320, 1, 1))
+
+
+def mobilenetv2_unit(layer: str) -> int:
+  """Which of the backbone's 19 units (stem, blocks 0..16, last conv) a Keras layer name is in."""
+  if layer in ('Conv1', 'bn_Conv1'):
+    return 0
+  if layer.startswith('expanded_conv_'):
+    return 1
+  if layer.startswith('block_'):
+    return int(layer.split('_')[1]) + 1
+  if layer.startswith('Conv_1'):
+    return 18
+  raise ValueError(f'{layer!r} is not a MobileNetV2 layer name.')
+
+
+MOBILENETV2_UNITS = 19
+
+
+def _taps(x, k, s: int):
+  """sum_ij x[s*a + i, s*b + j] * k[i, j]: a 3x3 depthwise 'VALID' convolution with stride s."""
+  h, w = (x.shape[1] - 3) // s + 1, (x.shape[2] - 3) // s + 1
+  return sum(x[:, i:i + s * (h - 1) + 1:s, j:j + s * (w - 1) + 1:s] * k[i, j]
+             for i in range(3) for j in range(3))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def depthwise_conv3x3(x, k, s: int):
+  """3x3 depthwise convolution of an already padded x (N, H, W, C) with k (3, 3, C), stride s.
+
+  Nine multiply-adds instead of XLA's grouped convolution, which ran MobileNetV2's depthwise
+  layers 10 times slower on our 2-core CPU; the input gradient is the same nine taps over the
+  (stride-dilated, padded) output gradient with the kernel flipped, since XLA's own gradient of
+  the strided slices ran 8 times slower than the forward pass (both measured).
+  """
+  return _taps(x, k, s)
+
+
+def _depthwise_fwd(x, k, s):
+  return _taps(x, k, s), (x, k)
+
+
+def _depthwise_bwd(s, res, g):
+  x, k = res
+  (_, hx, wx, _), (_, h, w, _) = x.shape, g.shape
+  zero = jnp.zeros((), g.dtype)
+  g_dilated = jax.lax.pad(g, zero, [(0, 0, 0), (2, hx - s * (h - 1) - 1, s - 1),
+                                    (2, wx - s * (w - 1) - 1, s - 1), (0, 0, 0)])
+  gx = _taps(g_dilated, k[::-1, ::-1], 1)
+  gk = jnp.stack([jnp.stack([
+      (x[:, i:i + s * (h - 1) + 1:s, j:j + s * (w - 1) + 1:s] * g).sum((0, 1, 2))
+      for j in range(3)]) for i in range(3)])
+  return gx, gk.astype(k.dtype)
+
+
+depthwise_conv3x3.defvjp(_depthwise_fwd, _depthwise_bwd)
+
+
+class DepthwiseConv3x3(nn.Module):
+  """Keras' DepthwiseConv2D(3, use_bias=False) on an already padded input ('VALID').
+
+  The kernel is laid out like `nn.Conv(C, (3, 3), feature_group_count=C)`'s, (3, 3, 1, C).
+  """
+  strides: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, 1, x.shape[-1]))
+    return depthwise_conv3x3(x.astype(self.dtype), kernel[:, :, 0].astype(self.dtype),
+                             self.strides)
+
+
+class MobileNetV2(nn.Module):
+  """`keras.applications.MobileNetV2(alpha=1.0, include_top=False)`, layer for layer.
+
+  Every submodule carries its Keras layer's name ('Conv1', 'bn_Conv1', 'block_3_expand_BN', ...),
+  so `pretrained.load_keras_mobilenetv2` maps Keras weights by name. Paddings follow Keras:
+  'same' stride-2 Conv1 (XLA's SAME pads like TensorFlow's), and before each stride-2 depthwise
+  conv the ZeroPadding2D of `imagenet_utils.correct_pad`. BatchNorm: momentum 0.999, epsilon 1e-3.
+  """
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    conv = functools.partial(nn.Conv, use_bias=False, dtype=self.dtype)
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.999,
+                             epsilon=1e-3, dtype=self.dtype)
+    x = conv(32, (3, 3), strides=2, padding='SAME', name='Conv1')(x)
+    x = nn.relu6(norm(name='bn_Conv1')(x))
+    block_id = 0
+    for expansion, filters, repeats, first_stride in _MOBILENETV2_BLOCKS:
+      for r in range(repeats):
+        stride = first_stride if r == 0 else 1
+        prefix = f'block_{block_id}_' if block_id else 'expanded_conv_'
+        inputs, channels = x, x.shape[-1]
+        if block_id:
+          x = conv(expansion * channels, (1, 1), name=prefix + 'expand')(x)
+          x = nn.relu6(norm(name=prefix + 'expand_BN')(x))
+        if stride == 2:
+          pad = [(s % 2, 1) for s in x.shape[1:3]]  # imagenet_utils.correct_pad, 3x3 kernel.
+          x = jnp.pad(x, [(0, 0)] + pad + [(0, 0)])
+        else:
+          x = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))  # 'same' for stride 1.
+        x = DepthwiseConv3x3(stride, dtype=self.dtype, name=prefix + 'depthwise')(x)
+        x = nn.relu6(norm(name=prefix + 'depthwise_BN')(x))
+        x = conv(filters, (1, 1), name=prefix + 'project')(x)
+        x = norm(name=prefix + 'project_BN')(x)
+        if channels == filters and stride == 1:
+          x = x + inputs
+        block_id += 1
+    x = conv(1280, (1, 1), name='Conv_1')(x)
+    return nn.relu6(norm(name='Conv_1_bn')(x))
+
+
+class MobileNetV2Transfer(nn.Module):
+  """The transfer model of the Keras MobileNetV2 report: 3,733,992 parameters, 1,476,008 trainable.
+
+  28x28 upsampled (bilinear) to 96x96 -> Conv 3 3x3 same ReLU ('adapter', trainable) ->
+  MobileNetV2 ('backbone') -> Flatten (11,520) -> Dense 128 ReLU -> Dropout 0.5 -> Dense 10.
+  The backbone runs in inference mode (frozen BatchNorm statistics, as Keras does for a layer with
+  `trainable = False`); which of its parameters train is `trainable`: none by default, the last
+  `unfreeze_blocks` of its 19 units (stem, 17 blocks, last conv) for fine-tuning. The gradient
+  still flows through the frozen backbone into the adapter, as in the report's Keras model.
+  """
+  input_size: int = 96
+  unfreeze_blocks: int = 0
+  dropout_rate: float = 0.5
+  dtype: Any = jnp.float32
+
+  def trainable(self, path: tuple[str, ...]) -> bool:
+    """Whether the parameter at `path` (keys from the root of `params`) is trained."""
+    if path[0] != 'backbone':
+      return True
+    return mobilenetv2_unit(path[1]) >= MOBILENETV2_UNITS - self.unfreeze_blocks
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = jax.image.resize(x, (x.shape[0], self.input_size, self.input_size, x.shape[-1]),
+                         'bilinear')
+    x = nn.relu(nn.Conv(3, (3, 3), padding='SAME', dtype=self.dtype, name='adapter')(x))
+    x = MobileNetV2(dtype=self.dtype, name='backbone')(x, train=False)
+    x = x.reshape((x.shape[0], -1))
+    x = nn.relu(nn.Dense(128, dtype=self.dtype)(x))
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    return nn.Dense(NUM_CLASSES, dtype=self.dtype)(x)
+
+
 MODELS: dict[str, Callable[..., nn.Module]] = {
     'mlp': MLP, 'cnn': CNN, 'bn_cnn': BNCNN, 'small_cnn': SmallCNN, 'vgg_cnn': VGGCNN,
-    'vgg_bn_cnn': functools.partial(VGGCNN, batch_norm=True), 'torch_cnn': TorchCNN}
+    'vgg_bn_cnn': functools.partial(VGGCNN, batch_norm=True), 'torch_cnn': TorchCNN,
+    'mobilenetv2_transfer': MobileNetV2Transfer}
 
 
 def create_model(name: str, **kwargs) -> nn.Module:
@@ -207,6 +358,18 @@ def init_variables(model: nn.Module, rng: jax.Array) -> dict:
 
 def count_params(tree) -> int:
   return sum(int(x.size) for x in jax.tree_util.tree_leaves(tree))
+
+
+def trainable_mask(model: nn.Module, params) -> Any:
+  """A tree like `params`: True where the optimizer updates the parameter (all but frozen ones)."""
+  trainable = getattr(model, 'trainable', None)
+  return jax.tree_util.tree_map_with_path(
+      lambda path, _: True if trainable is None else trainable(tuple(k.key for k in path)), params)
+
+
+def count_trainable(model: nn.Module, params) -> int:
+  mask = jax.tree_util.tree_leaves(trainable_mask(model, params))
+  return sum(int(x.size) for x, t in zip(jax.tree_util.tree_leaves(params), mask) if t)
 
 
 def summary(model: nn.Module) -> str:

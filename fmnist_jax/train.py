@@ -38,6 +38,7 @@ from fmnist_jax import evaluate
 from fmnist_jax import input_pipeline
 from fmnist_jax import models
 from fmnist_jax import parallel
+from fmnist_jax import pretrained
 
 OPTIMIZERS = ('adam', 'adamw', 'sgd')
 SCHEDULES = ('constant', 'cosine', 'step')
@@ -103,9 +104,30 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     bad('num_seeds', config.get('num_seeds'), 'it must be a positive integer')
   if config.progress_bar not in ('auto', 'on', 'off'):
     bad('progress_bar', config.progress_bar, "choose 'auto', 'on' or 'off'")
+  if config.model == 'mobilenetv2_transfer':
+    backbone = config.get('backbone')
+    if backbone is None:
+      bad('backbone', None, 'mobilenetv2_transfer needs a config.backbone block with weights and '
+          'unfreeze_blocks (see configs/reports/keras_mobilenetv2_90_31_transfer.py)')
+    if not (isinstance(backbone.unfreeze_blocks, int)
+            and 0 <= backbone.unfreeze_blocks <= models.MOBILENETV2_UNITS):
+      bad('backbone.unfreeze_blocks', backbone.unfreeze_blocks,
+          f'it must be an integer from 0 (frozen) to {models.MOBILENETV2_UNITS} (all trainable)')
+    pretrained.resolve(backbone.weights)  # WeightsUnavailableError, naming the file and the fix.
 
 
-def create_optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
+def create_optimizer(config, steps_per_epoch: int,
+                     model=None) -> optax.GradientTransformation:
+  """The config's optimizer; with a `model` that freezes parameters, those get no updates."""
+  tx = _optimizer(config, steps_per_epoch)
+  if model is None or not hasattr(model, 'trainable'):
+    return tx
+  labels = lambda params: jax.tree_util.tree_map(
+      lambda t: 'train' if t else 'frozen', models.trainable_mask(model, params))
+  return optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()}, labels)
+
+
+def _optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
   total = config.num_epochs * steps_per_epoch
   warmup = int(config.warmup_epochs * steps_per_epoch)
   lr = config.learning_rate
@@ -129,26 +151,42 @@ def create_model(config):
   kwargs = {'dtype': DTYPES[config.dtype]}
   if config.dropout_rate >= 0:
     kwargs['dropout_rate'] = config.dropout_rate
+  if config.model == 'mobilenetv2_transfer':
+    kwargs['unfreeze_blocks'] = config.backbone.unfreeze_blocks
   return models.create_model(config.model, **kwargs)
 
 
 def create_train_state(config, model, steps_per_epoch: int, seed: int | None = None,
-                       tx: optax.GradientTransformation | None = None) -> TrainState:
-  """One seed's state (config.seed unless `seed` is given)."""
+                       tx: optax.GradientTransformation | None = None,
+                       load_pretrained: bool = True) -> TrainState:
+  """One seed's state (config.seed unless `seed` is given).
+
+  A MobileNetV2 backbone gets the weights of config.backbone.weights unless `load_pretrained` is
+  False (a state that a checkpoint is about to overwrite).
+  """
   variables = models.init_variables(model, jax.random.key(config.seed if seed is None else seed))
-  return TrainState.create(apply_fn=model.apply, params=variables['params'],
-                           batch_stats=variables.get('batch_stats', {}),
-                           tx=tx or create_optimizer(config, steps_per_epoch))
+  params, batch_stats = variables['params'], variables.get('batch_stats', {})
+  path = pretrained.resolve(config.backbone.weights) if (
+      load_pretrained and config.model == 'mobilenetv2_transfer') else None
+  if path:
+    params, batch_stats = dict(params), dict(batch_stats)
+    params['backbone'], batch_stats['backbone'] = pretrained.to_flax(
+        pretrained.keras_layer_weights(path), params['backbone'], batch_stats['backbone'])
+  return TrainState.create(apply_fn=model.apply, params=params, batch_stats=batch_stats,
+                           tx=tx or create_optimizer(config, steps_per_epoch, model))
 
 
 def seeds(config) -> list[int]:
   return [config.seed + k for k in range(config.get('num_seeds', 1))]
 
 
-def create_train_states(config, model, steps_per_epoch: int) -> TrainState:
+def create_train_states(config, model, steps_per_epoch: int,
+                        load_pretrained: bool = True) -> TrainState:
   """The states of all seeds, stacked along a leading seed axis."""
-  tx = create_optimizer(config, steps_per_epoch)  # one optimizer: the states' static parts match.
-  states = [create_train_state(config, model, steps_per_epoch, s, tx) for s in seeds(config)]
+  # One optimizer: the states' static parts match.
+  tx = create_optimizer(config, steps_per_epoch, model)
+  states = [create_train_state(config, model, steps_per_epoch, s, tx, load_pretrained)
+            for s in seeds(config)]
   return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
 
 
@@ -156,9 +194,10 @@ def empty_totals(num_seeds: int) -> evaluate.Metrics:
   return jax.tree_util.tree_map(lambda x: jnp.stack([x] * num_seeds), evaluate.Metrics.empty())
 
 
-def checkpoint_item(config, model, steps_per_epoch: int) -> dict[str, Any]:
+def checkpoint_item(config, model, steps_per_epoch: int,
+                    load_pretrained: bool = True) -> dict[str, Any]:
   """What a checkpoint holds, freshly initialised (also the shape to restore one into)."""
-  state = create_train_states(config, model, steps_per_epoch)
+  state = create_train_states(config, model, steps_per_epoch, load_pretrained)
   # A copy: the train step donates (frees) the state's buffers.
   return {'state': state, 'best': jax.tree_util.tree_map(jnp.copy, state.variables),
           'totals': empty_totals(len(seeds(config)))}
@@ -177,14 +216,21 @@ def gather_batch(images, labels, perm, i, batch_size: int, mesh=None):
 
 
 def train_step(state: TrainState, totals: evaluate.Metrics, images, labels, perm, i, rng, *,
-               batch_size: int, augment_cfg, mesh=None):
-  """One optimizer step on batch `i` of the epoch's permutation; everything stays on the device."""
+               batch_size: int, augment_cfg, mesh=None, trainable=None):
+  """One optimizer step on batch `i` of the epoch's permutation; everything stays on the device.
+
+  `trainable` (a tree of bools like the params, None: all) stops the gradient at frozen
+  parameters, so their weight gradients are never computed.
+  """
   x, y = gather_batch(images, labels, perm, i, batch_size, mesh)
   dropout_rng, augment_rng = jax.random.split(jax.random.fold_in(rng, state.step))
   x = augment.augment(x.astype(jnp.float32) / 255.0, augment_rng, augment_cfg)
   x = (x - input_pipeline.MEAN) / input_pipeline.STD
 
   def loss_fn(params):
+    if trainable is not None:
+      params = jax.tree_util.tree_map(lambda p, t: p if t else jax.lax.stop_gradient(p), params,
+                                      trainable)
     variables = {'params': params}
     if state.batch_stats:
       variables['batch_stats'] = state.batch_stats
@@ -209,8 +255,11 @@ def compile_train_step(config, state, totals, images, labels, perm, rng, mesh):
   The images and labels are shared by all seeds.
   """
   t0 = time.perf_counter()
+  model = create_model(config)
+  trainable = (models.trainable_mask(model, take_seed(state.params, 0))
+               if hasattr(model, 'trainable') else None)
   one = functools.partial(train_step, batch_size=config.batch_size, augment_cfg=config.augment,
-                          mesh=mesh)
+                          mesh=mesh, trainable=trainable)
 
   def step(state, totals, bad, images, labels, perm, i, rng):
     new_state, new_totals = one(state, totals, images, labels, perm, i, rng)
@@ -294,7 +343,7 @@ def _results(config, variables, history, meta, per_seed) -> dict[str, Any]:
   results = {
       'model': config.model,
       'num_params': models.count_params(variables),
-      'num_trainable_params': models.count_params(variables['params']),
+      'num_trainable_params': models.count_trainable(create_model(config), variables['params']),
       'epochs': len(history),
       **per_seed[0],
       'train_seconds': sum(h['seconds'] for h in history),
@@ -305,6 +354,8 @@ def _results(config, variables, history, meta, per_seed) -> dict[str, Any]:
       'devices': [str(d) for d in jax.devices()],
       'history': history,
   }
+  if config.model == 'mobilenetv2_transfer':
+    results['backbone'] = pretrained.describe(config.backbone.weights)
   if len(per_seed) > 1:
     results.update(seed_means(per_seed))
     results['seed'] = [r['seed'] for r in per_seed]
@@ -446,7 +497,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   logging.info('%s parameters:\n%s', config.model,
                parameter_overview.get_parameter_overview(one_seed))
   print(f'{config.model}: {models.count_params(one_seed):,} parameters '
-        f'({models.count_params(one_seed["params"]):,} trainable)'
+        f'({models.count_trainable(model, one_seed["params"]):,} trainable)'
         + (f', seeds {run_seeds} trained together' if num_seeds > 1 else ''), flush=True)
 
   mesh = parallel.create_mesh()

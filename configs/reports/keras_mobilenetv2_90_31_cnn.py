@@ -1,6 +1,6 @@
 """'Fashion Images Classification Using Deep Learning and Transfer Learning Model', CNN (93,322 parameters): Adam 1e-3, Keras' default batch 32, 10 epochs. Reported 90.21 %.
 
-(The report's MobileNetV2 transfer row is issue 7's.)
+(The report's MobileNetV2 transfer row is keras_mobilenetv2_90_31_transfer.py.)
 """
 from configs.reports import _report
 
