@@ -7,6 +7,10 @@ Each row's config (configs/reports/<report>_<model>.py) carries the report's arc
 optimizer, rate, batch size, epochs, augmentation and split, and the reported figure. Runs go to
 <workdir>/<config name>; a rerun resumes or reuses them. A row trained for fewer epochs than the
 report says "SHORTENED" in its own cells and in the table's title.
+
+The MobileNetV2 transfer row needs Keras' ImageNet weight file (see README). Without it the row is
+trained with a randomly initialised backbone in <workdir>/<config name>_random_backbone and says
+"NOT PRETRAINED"; --require_pretrained makes a missing file an error instead.
 """
 import argparse
 import glob
@@ -14,6 +18,7 @@ import os
 
 import common  # pylint: disable=g-bad-import-order
 
+from fmnist_jax import pretrained
 from fmnist_jax import reporting
 
 REPORT_CONFIGS = sorted(p for p in glob.glob(os.path.join(common.ROOT, 'configs/reports/*.py'))
@@ -33,6 +38,9 @@ def parse_args(argv=None):
                  help='Overrides for every row (e.g. data_dir=...); shown in each row\'s note.')
   p.add_argument('--sequential', action='store_true', help='One run per seed (see '
                  'compare_architectures.py).')
+  p.add_argument('--require_pretrained', action='store_true',
+                 help='Stop when the MobileNetV2 row\'s ImageNet weights are missing instead of '
+                 'training it with a random backbone (labeled NOT PRETRAINED).')
   p.add_argument('--workdir', default='runs/reproduce_tables')
   p.add_argument('--output', default='experiments/results/reproduce_tables')
   return p.parse_args(argv)
@@ -44,17 +52,30 @@ def main(argv=None):
   for path in args.configs:  # load and check every row before training any.
     name = common.config_name(path)
     config = common.load_config(path, [f'num_seeds={args.num_seeds}', f'seed={args.seed}',
-                                       *args.set])
+                                       *args.set], validate=False)
     if 'report' not in config:
       raise SystemExit(f'{path} has no config.report block; is it a report config?')
     report_epochs = config.num_epochs
     if args.max_epochs and name not in args.full:
       config.num_epochs = min(config.num_epochs, args.max_epochs)
-    planned.append((name, path, config, report_epochs))
+    workdir = os.path.join(args.workdir, name)
+    if 'backbone' in config:
+      try:
+        pretrained.resolve(config.backbone.weights)
+      except pretrained.WeightsUnavailableError as e:
+        if args.require_pretrained:
+          raise SystemExit(f'ERROR: {e}') from e
+        print(f'WARNING: {e}\nTraining {name} with a random backbone; its row says NOT '
+              'PRETRAINED.', flush=True)
+        config.backbone.weights = 'random'
+        workdir += '_random_backbone'
+    common.train.validate_config(config)
+    planned.append((name, path, config, report_epochs, workdir))
 
   rows = []
-  for name, path, config, report_epochs in planned:
-    results = common.run_seeds(config, os.path.join(args.workdir, name), args.sequential)
+  for name, path, config, report_epochs, workdir in planned:
+    results = common.run_seeds(config, workdir, args.sequential)
+    backbone = results.get('backbone')
     s = reporting.seed_summary(common.per_seed(results, 'test_accuracy'))
     reported = config.report.reported_test_accuracy
     rows.append({
@@ -66,7 +87,8 @@ def main(argv=None):
         'difference': s['mean'] - reported if reported >= 0 else None,
         'epochs_run': results['epochs'], 'report_epochs': report_epochs,
         'shortened': results['epochs'] < report_epochs,
-        'note': '; '.join(filter(None, [config.report.note] + [
+        'pretrained': None if backbone is None else backbone['pretrained'],
+        'note': '; '.join(filter(None, [config.report.note, _backbone_note(backbone)] + [
             f'override {o}' for o in args.set if not o.startswith(('data_dir=', 'progress_bar='))])),
         'per_seed_test_accuracy': common.per_seed(results, 'test_accuracy'),
         'wall_seconds': results['train_seconds'],
@@ -80,6 +102,17 @@ def main(argv=None):
     f.write(md)
   print(md)
   return rows
+
+
+def _backbone_note(backbone) -> str:
+  """Says whether the row's backbone was pretrained; only a loaded, trained weight file is."""
+  if backbone is None:
+    return ''
+  if not backbone['pretrained']:
+    return ('**NOT PRETRAINED**: randomly initialised MobileNetV2 backbone (no ImageNet weight '
+            'file on this machine), so this row does not test the report\'s transfer claim')
+  return (f'pretrained: Keras weight file {os.path.basename(backbone["file"])} loaded '
+          f'(sha256 {backbone["sha256"][:12]}…)')
 
 
 def markdown(rows, machine) -> str:
@@ -102,8 +135,6 @@ def markdown(rows, machine) -> str:
     lines += ['', 'To run every row on its full schedule (an accelerator is advised; on a 2-core CPU '
               'the two VGG-style rows take 3 to 5 minutes an epoch and seed): '
               '`python experiments/reproduce_tables.py --num_seeds 5`.']
-  lines += ['', 'MobileNetV2 transfer row (keras-cnn-and-mobilenetv2-transfer-90.31.md, 90.31 %): '
-            'not built yet (issue 7).']
   return '\n'.join(lines) + '\n'
 
 

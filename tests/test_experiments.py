@@ -57,14 +57,36 @@ def test_reproduce_tables_labels_shortened_rows(data_dir, tmp_path):
   assert 'SHORTENED' in md.splitlines()[0] and '1 / 10 SHORTENED' in md and '85.00%' in md
 
 
+def test_mobilenetv2_row_without_imagenet_weights_says_not_pretrained(data_dir, tmp_path,
+                                                                     monkeypatch):
+  monkeypatch.setenv('KERAS_HOME', str(tmp_path / 'empty_keras_home'))
+  config = os.path.join(reproduce_tables.common.ROOT,
+                        'configs/reports/keras_mobilenetv2_90_31_transfer.py')
+  common_args = ['--configs', config, '--num_seeds', '1', '--max_epochs', '1', '--set',
+                 f'data_dir={data_dir}', 'progress_bar=off', 'train_split=train[:320]',
+                 'validation_split=train[59500:]', 'test_split=test[:500]',
+                 '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
+  with pytest.raises(SystemExit, match='config.backbone.weights'):
+    reproduce_tables.main(common_args + ['--require_pretrained'])
+  (row,) = reproduce_tables.main(common_args)
+  assert row['pretrained'] is False and row['reported_test_accuracy'] == 0.9031
+  assert row['num_params'] == 3_733_992
+  assert (tmp_path / 'w' / 'keras_mobilenetv2_90_31_transfer_random_backbone' /
+          'results.json').exists()
+  md = (tmp_path / 'o' / 'reproduction.md').read_text()
+  assert '**NOT PRETRAINED**' in md and 'MobileNetV2 transfer' in md
+
+
 def test_every_report_config_loads_with_its_reported_figure():
   names = [os.path.basename(p) for p in reproduce_tables.REPORT_CONFIGS]
-  assert len(names) == 7
+  assert len(names) == 8
   for path in reproduce_tables.REPORT_CONFIGS:
-    config = reproduce_tables.common.load_config(path)
+    # (The transfer row's ImageNet file is not on a fresh machine; its own tests cover that.)
+    overrides = ['backbone.weights=random'] if 'transfer' in path else []
+    config = reproduce_tables.common.load_config(path, overrides)
     assert config.report.title and config.report.file.endswith('.md')
   small = reproduce_tables.common.load_config(
-      [p for p in reproduce_tables.REPORT_CONFIGS if 'mobilenetv2' in p][0])
+      [p for p in reproduce_tables.REPORT_CONFIGS if 'mobilenetv2_90_31_cnn' in p][0])
   assert small.model == 'small_cnn' and small.report.reported_test_accuracy == 0.9021
 
 

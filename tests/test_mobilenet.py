@@ -12,6 +12,7 @@ import pytest
 
 from conftest import ROOT
 from configs.reports import keras_mobilenetv2_90_31_transfer as transfer_config
+from fmnist_jax import checkpoint
 from fmnist_jax import models
 from fmnist_jax import pretrained
 from fmnist_jax import train
@@ -141,21 +142,23 @@ def test_training_keeps_the_frozen_backbone_and_records_the_weight_file(
       'weights': keras_weight_file, 'pretrained': True, 'file': keras_weight_file,
       'sha256': pretrained.sha256(keras_weight_file)}
   assert results['num_trainable_params'] == 1_476_008 + 1280 * 320 + 2 * 1280
-  from fmnist_jax import checkpoint  # pylint: disable=g-import-not-at-top
   model = train.create_model(config)
   mngr = checkpoint.manager(str(tmp_path), 3)
   item, _ = checkpoint.restore(mngr, mngr.latest_step(), train.checkpoint_item(config, model, 1))
   state = train.take_seed(item['state'], 0)
-  keras_weights = pretrained.keras_layer_weights(keras_weight_file)
-  backbone = state.params['backbone']
-  np.testing.assert_array_equal(backbone['block_16_project']['kernel'],
-                                keras_weights['block_16_project'][0])
-  np.testing.assert_array_equal(backbone['bn_Conv1']['scale'], keras_weights['bn_Conv1'][0])
-  np.testing.assert_array_equal(state.batch_stats['backbone']['Conv_1_bn']['var'],
-                                keras_weights['Conv_1_bn'][3])  # BatchNorm in inference mode
-  assert not np.array_equal(backbone['Conv_1']['kernel'], keras_weights['Conv_1'][0])
-  fresh = models.init_variables(model, jax.random.key(config.seed))['params']
-  assert not np.array_equal(state.params['adapter']['kernel'], fresh['adapter']['kernel'])
+  fresh = models.init_variables(model, jax.random.key(config.seed))
+  loaded, loaded_stats = pretrained.to_flax(pretrained.keras_layer_weights(keras_weight_file),
+                                            fresh['params']['backbone'],
+                                            fresh['batch_stats']['backbone'])
+  trained = state.params['backbone']
+  for name in loaded:  # every frozen array is the file's, bit for bit; Conv_1 (unit 18) trained
+    for key in loaded[name]:
+      same = np.array_equal(trained[name][key], loaded[name][key])
+      assert same == (models.mobilenetv2_unit(name) < 18), (name, key)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, state.batch_stats['backbone'],
+                         loaded_stats)  # BatchNorm statistics frozen (inference mode)
+  for name in ('adapter', 'Dense_0', 'Dense_1'):
+    assert not np.array_equal(state.params[name]['kernel'], fresh['params'][name]['kernel'])
 
 
 README_COMMAND = ['-m', 'fmnist_jax.main', '--config',
