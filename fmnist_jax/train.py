@@ -611,19 +611,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 
 def summary_line(results: dict[str, Any]) -> str:
+  model = results['model']
+  if 'backbone' in results:
+    model += (' (pretrained backbone)' if results['backbone']['pretrained']
+              else ' (random backbone, NOT pretrained)')
   if results['test_accuracy'] is None:
-    return (f'{results["model"]}: validation accuracy {results["validation_accuracy"]:.4f} '
+    return (f'{model}: validation accuracy {results["validation_accuracy"]:.4f} '
             f'(no test split evaluated), {results["epochs"]} epochs, '
             f'{results["train_seconds"]:.0f} s')
   if 'per_seed' in results:
-    return (f'{results["model"]}: test accuracy {results["test_accuracy"]:.4f} ± '
+    return (f'{model}: test accuracy {results["test_accuracy"]:.4f} ± '
             f'{results["test_accuracy_std"]:.4f} over {len(results["per_seed"])} seeds '
             f'({", ".join("%.4f" % r["test_accuracy"] for r in results["per_seed"])}), '
             f'validation accuracy {results["validation_accuracy"]:.4f} ± '
             f'{results["validation_accuracy_std"]:.4f}, {results["epochs"]} epochs, '
             f'{results["train_images_per_second"]:.0f} train images/s (all seeds), '
             f'{results["train_seconds"]:.0f} s')
-  return (f'{results["model"]}: test accuracy {results["test_accuracy"]:.4f}, test loss '
+  return (f'{model}: test accuracy {results["test_accuracy"]:.4f}, test loss '
           f'{results["test_loss"]:.4f} (best validation epoch {results["best_epoch"]} of '
           f'{results["epochs"]}, validation accuracy {results["validation_accuracy"]:.4f}), '
           f'{results["train_images_per_second"]:.0f} train images/s, '

@@ -186,6 +186,7 @@ def test_readme_short_run_with_a_random_backbone_is_not_called_pretrained(data_d
                        timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert '3,733,992 parameters (1,476,008 trainable)' in out.stdout
+  assert 'mobilenetv2_transfer (random backbone, NOT pretrained): test accuracy' in out.stdout
   results = json.load(open(tmp_path / 'w' / 'results.json'))
   assert results['backbone']['pretrained'] is False and results['backbone']['file'] is None
   assert 0.0 <= results['test_accuracy'] <= 1.0
