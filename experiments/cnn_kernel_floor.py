@@ -20,8 +20,6 @@ import common  # pylint: disable=g-bad-import-order
 import jax
 import jax.numpy as jnp
 
-FLOAT = jnp.float32
-
 
 def _time(fn, *args, repeats=50):
   fn = jax.jit(fn)

@@ -20,6 +20,7 @@ import common  # pylint: disable=g-bad-import-order
 
 from fmnist_jax import pretrained
 from fmnist_jax import reporting
+from fmnist_jax import train
 
 REPORT_CONFIGS = sorted(p for p in glob.glob(os.path.join(common.ROOT, 'configs/reports/*.py'))
                         if not os.path.basename(p).startswith('_'))
@@ -69,7 +70,7 @@ def main(argv=None):
               'PRETRAINED.', flush=True)
         config.backbone.weights = 'random'
         workdir += '_random_backbone'
-    common.train.validate_config(config)
+    train.validate_config(config)
     planned.append((name, path, config, report_epochs, workdir))
 
   rows = []
@@ -109,8 +110,8 @@ def _backbone_note(backbone) -> str:
   if backbone is None:
     return ''
   if not backbone['pretrained']:
-    return ('**NOT PRETRAINED**: randomly initialised MobileNetV2 backbone (no ImageNet weight '
-            'file on this machine), so this row does not test the report\'s transfer claim')
+    return ('**NOT PRETRAINED**: randomly initialised MobileNetV2 backbone, so this row does not '
+            'test the report\'s transfer claim')
   return (f'pretrained: Keras weight file {os.path.basename(backbone["file"])} loaded '
           f'(sha256 {backbone["sha256"][:12]}…)')
 

@@ -268,7 +268,7 @@ class MobileNetV2(nn.Module):
   """`keras.applications.MobileNetV2(alpha=1.0, include_top=False)`, layer for layer.
 
   Every submodule carries its Keras layer's name ('Conv1', 'bn_Conv1', 'block_3_expand_BN', ...),
-  so `pretrained.load_keras_mobilenetv2` maps Keras weights by name. Paddings follow Keras:
+  so `pretrained.to_flax` maps Keras weights by name. Paddings follow Keras:
   'same' stride-2 Conv1 (XLA's SAME pads like TensorFlow's), and before each stride-2 depthwise
   conv the ZeroPadding2D of `imagenet_utils.correct_pad`. BatchNorm: momentum 0.999, epsilon 1e-3.
   """
@@ -361,15 +361,20 @@ def count_params(tree) -> int:
 
 
 def trainable_mask(model: nn.Module, params) -> Any:
-  """A tree like `params`: True where the optimizer updates the parameter (all but frozen ones)."""
+  """A tree of bools like `params` (True: the optimizer updates it); None if nothing is frozen."""
   trainable = getattr(model, 'trainable', None)
+  if trainable is None:
+    return None
   return jax.tree_util.tree_map_with_path(
-      lambda path, _: True if trainable is None else trainable(tuple(k.key for k in path)), params)
+      lambda path, _: trainable(tuple(k.key for k in path)), params)
 
 
 def count_trainable(model: nn.Module, params) -> int:
-  mask = jax.tree_util.tree_leaves(trainable_mask(model, params))
-  return sum(int(x.size) for x, t in zip(jax.tree_util.tree_leaves(params), mask) if t)
+  mask = trainable_mask(model, params)
+  if mask is None:
+    return count_params(params)
+  return sum(int(x.size) for x, t in zip(jax.tree_util.tree_leaves(params),
+                                         jax.tree_util.tree_leaves(mask)) if t)
 
 
 def summary(model: nn.Module) -> str:

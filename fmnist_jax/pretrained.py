@@ -105,8 +105,8 @@ def to_flax(layer_weights: dict[str, tuple[np.ndarray, ...]], params: dict[str, 
     if name in batch_stats:  # BatchNormalization: gamma, beta, moving mean, moving variance.
       new = {'scale': w[0], 'bias': w[1]}
       batch_stats[name] = {'mean': w[2], 'var': w[3]}
-    elif params[name]['kernel'].shape[2] == 1 and w[0].shape[3] == 1 and w[0].shape[2] > 1:
-      new = {'kernel': w[0].transpose(0, 1, 3, 2)}  # depthwise (h, w, C, 1) -> grouped (h, w, 1, C)
+    elif name.endswith('_depthwise'):
+      new = {'kernel': w[0].transpose(0, 1, 3, 2)}  # Keras (h, w, C, 1) -> Flax (h, w, 1, C)
     else:
       new = {'kernel': w[0]}
     for key, value in new.items():

@@ -256,8 +256,7 @@ def compile_train_step(config, state, totals, images, labels, perm, rng, mesh):
   """
   t0 = time.perf_counter()
   model = create_model(config)
-  trainable = (models.trainable_mask(model, take_seed(state.params, 0))
-               if hasattr(model, 'trainable') else None)
+  trainable = models.trainable_mask(model, take_seed(state.params, 0))
   one = functools.partial(train_step, batch_size=config.batch_size, augment_cfg=config.augment,
                           mesh=mesh, trainable=trainable)
 
