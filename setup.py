@@ -13,6 +13,7 @@ setup(
         'clu>=0.0.12',
         'flax>=0.10.4,<0.13',
         'importlib_resources>=6.0',  # tfds needs it at prepare time and does not declare it.
+        'keras>=3.0',  # reads Keras' MobileNetV2 weight files (fmnist_jax/pretrained.py).
         'jax>=0.5.0,<0.11',
         'matplotlib>=3.7',  # report figures.
         'ml-collections>=1.0',
@@ -30,7 +31,7 @@ setup(
         'tqdm>=4.60',
     ],
     extras_require={
-        'test': ['pytest>=8'],
+        'test': ['pytest>=8', 'h5py>=3.10'],  # h5py: writing Keras' legacy weight layout.
         # Only for `python -m fmnist_jax.benchmark --compare` (Keras 3 comes with TensorFlow).
         # On a CPU-only machine install the CPU build first, e.g. `pip install torch==2.13.0`.
         'compare': ['torch>=2.3'],
