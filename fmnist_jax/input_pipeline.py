@@ -67,7 +67,7 @@ def sha256(path: str) -> str:
     return hashlib.sha256(f.read()).hexdigest()
 
 
-def _host_reachable(url: str, timeout: float = 3.0) -> bool:
+def host_reachable(url: str, timeout: float = 3.0) -> bool:
   """tfds retries an unreachable host for minutes; a few seconds tell us first."""
   parts = urllib.parse.urlparse(url)
   port = parts.port or (443 if parts.scheme == 'https' else 80)
@@ -109,7 +109,7 @@ def prepare(data_dir: str, archives_dir: str = DEBIAN_ARCHIVES_DIR):
   if builder.is_prepared():
     return builder
   url = next(iter(builder.url_infos))
-  if _host_reachable(url):
+  if host_reachable(url):
     logging.info('Downloading %s with tfds into %s.', DATASET, data_dir)
     builder.download_and_prepare()
     return builder

@@ -4,23 +4,27 @@ Keras reads the file (its legacy `.h5` application weights, a Keras 3 `.weights.
 `.keras` model that contains a MobileNetV2), so every format Keras writes is read the way Keras
 reads it; TensorFlow/Keras is imported only here, and only when a file is given.
 
-This machine has no internet: Keras' own download cannot run, so a missing file is an error that
-says where to put it, never a silent fall-back to random weights. A run records which file it
-loaded (path and SHA-256) and whether the weights look trained, and only then calls itself
-pretrained.
+'imagenet' means Keras' own file in Keras' cache. When it is missing and Keras' download host
+answers within seconds, it is downloaded there (whole or not at all); otherwise (no internet, as on
+our machines) the run stops with an error saying where to put the file, never falling back to
+random weights. A run records which file it loaded (path and SHA-256) and whether the weights look
+trained, and only then calls itself pretrained.
 """
 from __future__ import annotations
 
 import functools
-import hashlib
 import os
 from typing import Any
+import urllib.parse
+import urllib.request
 
+from absl import logging
 import numpy as np
+
+from fmnist_jax import input_pipeline
 
 KERAS_FILE = 'mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5'
 KERAS_URL = 'https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/' + KERAS_FILE
-CHOICES = ('imagenet', 'random')
 
 
 class WeightsUnavailableError(FileNotFoundError):
@@ -42,16 +46,39 @@ def resolve(weights: str) -> str | None:
   if weights == 'random':
     return None
   path = keras_cache_path() if weights == 'imagenet' else os.path.expanduser(weights)
+  why = ''
+  if weights == 'imagenet' and not os.path.isfile(path):
+    if input_pipeline.host_reachable(KERAS_URL):
+      try:
+        _download(KERAS_URL, path)
+      except OSError as e:  # urllib's errors are OSErrors
+        why = f' Downloading {KERAS_URL} failed: {e}.'
+    else:
+      host = urllib.parse.urlparse(KERAS_URL).hostname
+      why = f' {host} did not answer, so it cannot be downloaded.'
   if not os.path.isfile(path):
     where = (f"Keras' cache {path}" if weights == 'imagenet' else path)
     raise WeightsUnavailableError(
-        f'config.backbone.weights={weights!r}: no weight file at {where}. This machine cannot '
-        f'download it. On a machine with internet fetch {KERAS_URL} (or run '
+        f'config.backbone.weights={weights!r}: no weight file at {where}.{why} On a machine with '
+        f'internet fetch {KERAS_URL} (or run '
         "`keras.applications.MobileNetV2(input_shape=(96, 96, 3), include_top=False)` there and "
         f'copy ~/.keras/models/{KERAS_FILE}), then put it at {keras_cache_path()} or pass '
         '--config.backbone.weights=/path/to/the/file.h5. To train with a randomly initialised '
         '(not pretrained) backbone instead, pass --config.backbone.weights=random.')
   return path
+
+
+def _download(url: str, path: str) -> None:
+  """Into a temporary file renamed at the end, so a broken download never looks like the file."""
+  logging.info('Downloading %s to %s.', url, path)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f'{path}.part-{os.getpid()}'
+  try:
+    urllib.request.urlretrieve(url, tmp)
+    os.replace(tmp, path)
+  finally:
+    if os.path.exists(tmp):
+      os.remove(tmp)
 
 
 def _find_backbone(model):
@@ -123,18 +150,10 @@ def looks_trained(layer_weights: dict[str, tuple[np.ndarray, ...]]) -> bool:
   return any(np.any(w[2] != 0) or np.any(w[3] != 1) for w in stats)
 
 
-def sha256(path: str) -> str:
-  h = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 20), b''):
-      h.update(chunk)
-  return h.hexdigest()
-
-
 def describe(weights: str) -> dict[str, Any]:
   """What results.json says of the backbone: the file, its hash, and whether it is pretrained."""
   path = resolve(weights)
   if path is None:
     return {'weights': weights, 'pretrained': False, 'file': None, 'sha256': None}
   return {'weights': weights, 'pretrained': looks_trained(keras_layer_weights(path)),
-          'file': path, 'sha256': sha256(path)}
+          'file': path, 'sha256': input_pipeline.sha256(path)}

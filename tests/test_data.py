@@ -47,7 +47,7 @@ def test_normalize_uses_training_statistics(builder):
 
 
 def test_no_data_anywhere_fails_at_once_naming_both_remedies(tmp_path, monkeypatch):
-  monkeypatch.setattr(input_pipeline, '_host_reachable', lambda url, timeout=3.0: False)
+  monkeypatch.setattr(input_pipeline, 'host_reachable', lambda url, timeout=3.0: False)
   with pytest.raises(input_pipeline.DataUnavailableError) as err:
     input_pipeline.prepare(str(tmp_path / 'tfds'), archives_dir=str(tmp_path / 'nothing'))
   message = str(err.value)
@@ -58,7 +58,7 @@ def test_no_data_anywhere_fails_at_once_naming_both_remedies(tmp_path, monkeypat
 
 
 def test_altered_archive_is_named_and_nothing_is_prepared(tmp_path, monkeypatch):
-  monkeypatch.setattr(input_pipeline, '_host_reachable', lambda url, timeout=3.0: False)
+  monkeypatch.setattr(input_pipeline, 'host_reachable', lambda url, timeout=3.0: False)
   archives = tmp_path / 'archives'
   archives.mkdir()
   for name in os.listdir(input_pipeline.DEBIAN_ARCHIVES_DIR):

@@ -1,8 +1,11 @@
 """MobileNetV2 transfer: Keras weights in the Flax model, the report's counts, freezing, the CLI."""
+import functools
+import http.server
 import json
 import os
 import subprocess
 import sys
+import threading
 
 import h5py
 import jax
@@ -13,6 +16,7 @@ import pytest
 from conftest import ROOT
 from configs.reports import keras_mobilenetv2_90_31_transfer as transfer_config
 from fmnist_jax import checkpoint
+from fmnist_jax import input_pipeline
 from fmnist_jax import models
 from fmnist_jax import pretrained
 from fmnist_jax import train
@@ -140,7 +144,7 @@ def test_training_keeps_the_frozen_backbone_and_records_the_weight_file(
   results = train.train_and_evaluate(config, str(tmp_path))
   assert results['backbone'] == {
       'weights': keras_weight_file, 'pretrained': True, 'file': keras_weight_file,
-      'sha256': pretrained.sha256(keras_weight_file)}
+      'sha256': input_pipeline.sha256(keras_weight_file)}
   assert results['num_trainable_params'] == 1_476_008 + 1280 * 320 + 2 * 1280
   model = train.create_model(config)
   mngr = checkpoint.manager(str(tmp_path), 3)
@@ -161,16 +165,45 @@ def test_training_keeps_the_frozen_backbone_and_records_the_weight_file(
     assert not np.array_equal(state.params[name]['kernel'], fresh['params'][name]['kernel'])
 
 
+@pytest.fixture
+def keras_host(keras_weight_file, monkeypatch):
+  """A local HTTP server standing in for Keras' download host, serving the test weight file."""
+  handler = functools.partial(http.server.SimpleHTTPRequestHandler,
+                              directory=os.path.dirname(keras_weight_file))
+  server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), handler)
+  threading.Thread(target=server.serve_forever, daemon=True).start()
+  yield f'http://127.0.0.1:{server.server_address[1]}/'
+  server.shutdown()
+
+
+def test_missing_imagenet_file_is_downloaded_whole_or_not_at_all(keras_host, keras_weight_file,
+                                                                 tmp_path, monkeypatch):
+  monkeypatch.setenv('KERAS_HOME', str(tmp_path / 'keras_home'))
+  models_dir = tmp_path / 'keras_home' / 'models'
+  monkeypatch.setattr(pretrained, 'KERAS_URL', keras_host + 'no_such_file.h5')
+  with pytest.raises(pretrained.WeightsUnavailableError, match='Downloading .* failed: HTTP'):
+    pretrained.resolve('imagenet')
+  assert not models_dir.exists() or not any(models_dir.iterdir())  # no partial file left
+  monkeypatch.setattr(pretrained, 'KERAS_URL', keras_host + pretrained.KERAS_FILE)
+  path = pretrained.resolve('imagenet')
+  assert path == str(models_dir / pretrained.KERAS_FILE)
+  assert os.listdir(models_dir) == [pretrained.KERAS_FILE]
+  assert input_pipeline.sha256(path) == input_pipeline.sha256(keras_weight_file)
+
+
 README_COMMAND = ['-m', 'fmnist_jax.main', '--config',
                   'configs/reports/keras_mobilenetv2_90_31_transfer.py']
 
 
 def test_missing_imagenet_weights_stop_the_run_with_what_to_do(tmp_path):
+  if input_pipeline.host_reachable(pretrained.KERAS_URL):
+    pytest.skip("Keras' download host answers here, so the file would be downloaded.")
   env = dict(os.environ, KERAS_HOME=str(tmp_path / 'keras_home'))
   out = subprocess.run([sys.executable, *README_COMMAND, '--workdir', str(tmp_path / 'w')],
                        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
   assert out.returncode == 1, out.stderr[-2000:]
   assert "ERROR: config.backbone.weights='imagenet'" in out.stderr
+  assert 'did not answer, so it cannot be downloaded' in out.stderr
   assert pretrained.KERAS_URL in out.stderr and '--config.backbone.weights=' in out.stderr
   assert 'Traceback' not in out.stderr
   assert not os.path.exists(tmp_path / 'w' / 'config.json')
