@@ -60,6 +60,7 @@ def test_reproduce_tables_labels_shortened_rows(data_dir, tmp_path):
 def test_mobilenetv2_row_without_imagenet_weights_says_not_pretrained(data_dir, tmp_path,
                                                                      monkeypatch):
   monkeypatch.setenv('KERAS_HOME', str(tmp_path / 'empty_keras_home'))
+  monkeypatch.setattr(input_pipeline, 'host_reachable', lambda url, timeout=3.0: False)
   config = os.path.join(reproduce_tables.common.ROOT,
                         'configs/reports/keras_mobilenetv2_90_31_transfer.py')
   common_args = ['--configs', config, '--num_seeds', '1', '--max_epochs', '1', '--set',
