@@ -113,7 +113,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
             and 0 <= backbone.unfreeze_blocks <= models.MOBILENETV2_UNITS):
       bad('backbone.unfreeze_blocks', backbone.unfreeze_blocks,
           f'it must be an integer from 0 (frozen) to {models.MOBILENETV2_UNITS} (all trainable)')
-    pretrained.resolve(backbone.weights)  # WeightsUnavailableError, naming the file and the fix.
+    # The weight file must exist (Keras' is downloaded here when missing and its host answers);
+    # otherwise WeightsUnavailableError names the file and the fix.
+    pretrained.resolve(backbone.weights)
 
 
 def create_optimizer(config, steps_per_epoch: int,
