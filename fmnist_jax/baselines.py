@@ -85,3 +85,4 @@ def keras_images_per_second(model_name: str, batch_size: int, steps: int, warmup
 
 
 FRAMEWORKS = {'pytorch': torch_images_per_second, 'keras': keras_images_per_second}
+MODELS = ('mlp', 'cnn', 'bn_cnn')  # the architectures both functions build.

@@ -21,6 +21,7 @@ import ml_collections
 import numpy as np
 from ml_collections import config_flags
 
+from fmnist_jax import baselines  # imports PyTorch and Keras only when they run.
 from fmnist_jax import evaluate
 from fmnist_jax import parallel
 from fmnist_jax import train
@@ -127,8 +128,7 @@ def benchmark_model(base, name: str) -> dict:
     # Wall time of N seeds together over the wall time of one seed, for the same epochs.
     row['seeds_wall_time_ratio'] = FLAGS.num_seeds * own_ips / seeds_ips
   row.update(_peak_memory())
-  if FLAGS.compare and name in ('mlp', 'cnn', 'bn_cnn'):  # the ones baselines.py builds.
-    from fmnist_jax import baselines  # pylint: disable=g-import-not-at-top
+  if FLAGS.compare and name in baselines.MODELS:
     for framework, fn in baselines.FRAMEWORKS.items():
       ips = fn(name, config.batch_size, FLAGS.steps, FLAGS.warmup)
       row[f'{framework}_images_per_second'] = ips

@@ -210,11 +210,15 @@ def mobilenetv2_unit(layer: str) -> int:
 MOBILENETV2_UNITS = 19
 
 
+def _tap(x, i: int, j: int, s: int):
+  """x[:, s*a + i, s*b + j] for every output position (a, b) of a 3x3 'VALID' window, stride s."""
+  h, w = (x.shape[1] - 3) // s + 1, (x.shape[2] - 3) // s + 1
+  return x[:, i:i + s * (h - 1) + 1:s, j:j + s * (w - 1) + 1:s]
+
+
 def _taps(x, k, s: int):
   """sum_ij x[s*a + i, s*b + j] * k[i, j]: a 3x3 depthwise 'VALID' convolution with stride s."""
-  h, w = (x.shape[1] - 3) // s + 1, (x.shape[2] - 3) // s + 1
-  return sum(x[:, i:i + s * (h - 1) + 1:s, j:j + s * (w - 1) + 1:s] * k[i, j]
-             for i in range(3) for j in range(3))
+  return sum(_tap(x, i, j, s) * k[i, j] for i in range(3) for j in range(3))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -240,9 +244,8 @@ def _depthwise_bwd(s, res, g):
   g_dilated = jax.lax.pad(g, zero, [(0, 0, 0), (2, hx - s * (h - 1) - 1, s - 1),
                                     (2, wx - s * (w - 1) - 1, s - 1), (0, 0, 0)])
   gx = _taps(g_dilated, k[::-1, ::-1], 1)
-  gk = jnp.stack([jnp.stack([
-      (x[:, i:i + s * (h - 1) + 1:s, j:j + s * (w - 1) + 1:s] * g).sum((0, 1, 2))
-      for j in range(3)]) for i in range(3)])
+  gk = jnp.stack([jnp.stack([(_tap(x, i, j, s) * g).sum((0, 1, 2)) for j in range(3)])
+                  for i in range(3)])
   return gx, gk.astype(k.dtype)
 
 
