@@ -392,12 +392,13 @@ def _epoch_entry(epoch, train_metrics, val_metrics, images, train_seconds, secon
 
 # Fields that do not change what is computed; a workdir may be resumed with other values.
 NOT_COMPARED = ('progress_bar', 'report_every_steps', 'data_dir', 'archives_dir')
+NOT_COMPARED_PREFIXES = ('report.',)  # a report config's description of itself (title, seeds).
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
   """'field: old -> new' for every (dotted) field that differs, ignoring NOT_COMPARED."""
   flat = lambda d: {k: v for k, v in _flat_hparams(ml_collections.ConfigDict(d)).items()
-                    if k not in NOT_COMPARED}
+                    if k not in NOT_COMPARED and not k.startswith(NOT_COMPARED_PREFIXES)}
   old, new = flat(old), flat(new)
   return [f'{k}: {old.get(k, "(absent)")!r} -> {new.get(k, "(absent)")!r}'
           for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]

@@ -5,8 +5,11 @@ from configs import default
 
 
 def report_config(*, file: str, title: str, row: str, model: str, reported: float | None,
-                  note: str = '', **fields) -> ml_collections.ConfigDict:
+                  note: str = '', seeds: int = 3, **fields) -> ml_collections.ConfigDict:
   """`reported` is the report's test accuracy for this row (None where it gives none).
+
+  `seeds`: how many seeds experiments/reproduce_tables.py trains for the row by default (5 where a
+  seed costs under about 10 minutes on a 2-core CPU, 3 otherwise).
 
   Unless a report says otherwise: Keras/PyTorch Adam without a schedule (constant rate), the
   default 90/10 split of train (the reports that validated on test did so; we never do).
@@ -19,5 +22,6 @@ def report_config(*, file: str, title: str, row: str, model: str, reported: floa
   config.augment.update(augment)
   config.report = ml_collections.ConfigDict({
       'file': file, 'title': title, 'row': row,
-      'reported_test_accuracy': -1.0 if reported is None else reported, 'note': note})
+      'reported_test_accuracy': -1.0 if reported is None else reported, 'note': note,
+      'num_seeds': seeds})
   return config
