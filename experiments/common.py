@@ -52,30 +52,91 @@ def run(config, workdir: str) -> dict:
   return train.train_and_evaluate(config, workdir)
 
 
-def _finished(workdir: str) -> dict | None:
-  path = os.path.join(workdir, 'results.json')
+def seed_runs(config, workdir: str, sequential: bool = True):
+  """(label, run directory, run config) of each run a row needs.
+
+  One seed, or several vmapped: one run in `workdir`. Several one after another: a run per seed in
+  `workdir`/seed_<s>.
+  """
+  all_seeds = train.seeds(config)
+  if not sequential or len(all_seeds) == 1:
+    label = (f'seed_{all_seeds[0]}' if len(all_seeds) == 1
+             else f'seeds_{all_seeds[0]}-{all_seeds[-1]}')
+    return [(label, workdir, config)]
+  runs = []
+  for seed in all_seeds:
+    one = config.copy_and_resolve_references()
+    one.seed, one.num_seeds = seed, 1
+    runs.append((f'seed_{seed}', os.path.join(workdir, f'seed_{seed}'), one))
+  return runs
+
+
+def _read_json(path: str):
   if not os.path.exists(path):
     return None
   with open(path) as f:
     return json.load(f)
 
 
-def run_seeds(config, workdir: str, sequential: bool = False, finished_only: bool = False) -> dict:
+def finished_run(run_dir: str, config, record: str | None = None) -> dict | None:
+  """results.json of a finished run of `config` in `run_dir`, else of its record file, else None.
+
+  A run or record made under another config (fields other than train.NOT_COMPARED) is not used.
+  """
+  wanted = json.loads(config.to_json_best_effort())
+  for results, used_config in (
+      (_read_json(os.path.join(run_dir, 'results.json')),
+       lambda: _read_json(os.path.join(run_dir, 'config.json'))),
+      ((_read_json(record) or {}).get('results') if record else None,
+       lambda: _read_json(record)['config'])):
+    if (results is not None and results['epochs'] >= config.num_epochs
+        and not train.config_differences(used_config(), wanted)):
+      return results
+  return None
+
+
+def keep_record(run_dir: str, record: str, results: dict) -> None:
+  """Copies a finished run's config and results to `record` (written whole, then renamed)."""
+  config = _read_json(os.path.join(run_dir, 'config.json'))
+  if config is None or _read_json(record) == {'config': config, 'results': results}:
+    return
+  os.makedirs(os.path.dirname(record), exist_ok=True)
+  write_json(record + '.tmp', {'config': config, 'results': results})
+  os.replace(record + '.tmp', record)
+
+
+def epochs_done(run_dir: str) -> int:
+  """Epochs in the newest checkpoint of `run_dir` (0 without one); reads no arrays."""
+  root = os.path.join(run_dir, 'checkpoints')
+  steps = sorted((int(d) for d in (os.listdir(root) if os.path.isdir(root) else ())
+                  if d.isdigit()), reverse=True)
+  for step in steps:
+    meta = _read_json(os.path.join(root, str(step), 'meta', 'metadata'))
+    if meta is not None:
+      return len(meta['history'])
+  return 0
+
+
+def run_seeds(config, workdir: str, sequential: bool = False, finished_only: bool = False,
+              records: str | None = None) -> dict | None:
   """All of config.num_seeds seeds: vmapped in one run, or one run per seed merged afterwards.
 
   The merged form is the one train.py writes for a vmapped run (per_seed, means, std).
   `finished_only` trains nothing and merges the seeds whose runs have finished (None if none).
+  `records`: a directory where each finished run's results are kept as <label>.json, and taken
+  from on a machine that lacks the run.
   """
-  if not sequential or config.num_seeds == 1:
-    return _finished(workdir) if finished_only else run(config, workdir)
   runs = []
-  for seed in train.seeds(config):
-    one = config.copy_and_resolve_references()
-    one.seed, one.num_seeds = seed, 1
-    seed_dir = os.path.join(workdir, f'seed_{seed}')
-    result = _finished(seed_dir) if finished_only else run(one, seed_dir)
-    if result is not None:
-      runs.append(result)
+  for label, run_dir, run_config in seed_runs(config, workdir, sequential):
+    record = records and os.path.join(records, f'{label}.json')
+    result = finished_run(run_dir, run_config, record)
+    if result is None and not finished_only:
+      result = run(run_config, run_dir)
+    if result is None:
+      continue
+    if record and os.path.exists(os.path.join(run_dir, 'results.json')):
+      keep_record(run_dir, record, result)
+    runs.append(result)
   if not runs:
     return None
   if len(runs) == 1:

@@ -1,19 +1,31 @@
 """Every model row of the reports in ../shared/reports: the reported test accuracy beside ours.
 
-    python experiments/reproduce_tables.py                      # every config in configs/reports/
-    python experiments/reproduce_tables.py --num_seeds 2 --max_epochs 2     # shortened, labeled
+    python experiments/reproduce_tables.py --workdir ~/fmnist_runs/reproduce_tables   # train, table
+    python experiments/reproduce_tables.py --workdir ~/fmnist_runs/reproduce_tables --status
+    python experiments/reproduce_tables.py --workdir ~/fmnist_runs/reproduce_tables --finished_only
 
 Each row's config (configs/reports/<report>_<model>.py) carries the report's architecture,
-optimizer, rate, batch size, epochs, augmentation and split, and the reported figure. Runs go to
-<workdir>/<config name>; a rerun resumes or reuses them. A row trained for fewer epochs than the
-report says "SHORTENED" in its own cells and in the table's title.
+optimizer, rate, batch size, epochs, augmentation, split and reported figure, and how many seeds
+to train (config.report.num_seeds: 5 where a seed costs under about 10 minutes on a 2-core CPU, 3
+otherwise). Each seed is one run in <workdir>/<row>/seed_<s>; a rerun of the same command resumes
+the unfinished ones from their checkpoints and reuses the finished ones.
 
-The MobileNetV2 transfer row needs Keras' ImageNet weight file (see README). Without it the row is
-trained with a randomly initialised backbone in <workdir>/<config name>_random_backbone and says
+Every finished seed's results.json is also copied to --records (committed with the table), so a
+later session on a fresh machine reuses it instead of training it again; a record is used only when
+its config equals the row's.
+
+A row's verdict: "reproduced" when the reported figure lies inside our 95 % t-interval of the mean,
+"beaten" when the whole interval lies above it, "not reproduced" when below; fewer than 2 seeds give
+no interval ("too few seeds"). A row trained for fewer epochs than the report says SHORTENED, and a
+row with fewer finished seeds than asked says so, both in the row and in the title.
+
+The MobileNetV2 transfer row needs Keras' ImageNet weight file (see docs). Without it the row is
+trained with a randomly initialised backbone in <workdir>/<row>_random_backbone and says
 "NOT PRETRAINED"; --require_pretrained makes a missing file an error instead.
 """
 import argparse
 import glob
+import json
 import os
 
 import common  # pylint: disable=g-bad-import-order
@@ -24,14 +36,14 @@ from fmnist_jax import train
 
 REPORT_CONFIGS = sorted(p for p in glob.glob(os.path.join(common.ROOT, 'configs/reports/*.py'))
                         if not os.path.basename(p).startswith('_'))
+OUTPUT = os.path.join(common.ROOT, 'experiments/results/reproduce_tables')
 
 
 def parse_args(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--configs', nargs='+', default=REPORT_CONFIGS)
   p.add_argument('--num_seeds', type=int, default=None,
-                 help='Seeds for every row (default: each row\'s config.report.num_seeds, 5 for '
-                 'rows that cost under about 10 minutes a seed on a 2-core CPU, else 3).')
+                 help='Seeds for every row (default: each row\'s config.report.num_seeds).')
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--max_epochs', type=int, default=None,
                  help='Cap every row at this many epochs for slow machines (labeled SHORTENED).')
@@ -41,23 +53,37 @@ def parse_args(argv=None):
                  help='Overrides for every row (e.g. data_dir=...); shown in each row\'s note.')
   p.add_argument('--vmap_seeds', action='store_true',
                  help='Train a row\'s seeds vmapped in one program (faster on accelerators) '
-                 'instead of one run per seed in <workdir>/<row>/seed_<s> (faster on a CPU).')
+                 'instead of one run per seed (faster on a CPU).')
   p.add_argument('--require_pretrained', action='store_true',
                  help='Stop when the MobileNetV2 row\'s ImageNet weights are missing instead of '
                  'training it with a random backbone (labeled NOT PRETRAINED).')
-  p.add_argument('--workdir', default='runs/reproduce_tables')
-  p.add_argument('--output', default='experiments/results/reproduce_tables')
-  return p.parse_args(argv)
+  p.add_argument('--status', action='store_true',
+                 help='Train nothing, write nothing: print which rows and seeds are finished.')
+  p.add_argument('--finished_only', action='store_true',
+                 help='Train nothing: write the table from the seeds finished so far.')
+  p.add_argument('--workdir', default='~/fmnist_runs/reproduce_tables')
+  p.add_argument('--output', default=OUTPUT)
+  p.add_argument('--records', default=None,
+                 help='Where finished seeds\' results are kept (default: <output>/seeds); '
+                 '"none" keeps none.')
+  args = p.parse_args(argv)
+  args.workdir = os.path.expanduser(args.workdir)
+  if args.records is None:
+    args.records = os.path.join(args.output, 'seeds')
+  elif args.records == 'none':
+    args.records = None
+  return args
 
 
-def main(argv=None):
-  args = parse_args(argv)
-  planned = []
-  for path in args.configs:  # load and check every row before training any.
+def plan(args) -> list[dict]:
+  """Loads and checks every row before any trains."""
+  rows = []
+  for path in args.configs:
     name = common.config_name(path)
     config = common.load_config(path, [f'seed={args.seed}', *args.set], validate=False)
     if 'report' not in config:
-      raise SystemExit(f'{path} has no config.report block; is it a report config?')
+      raise SystemExit(f'ERROR: {path} has no config.report block; pass configs from '
+                       'configs/reports/.')
     config.num_seeds = args.num_seeds or config.report.num_seeds
     report_epochs = config.num_epochs
     if args.max_epochs and name not in args.full:
@@ -69,39 +95,111 @@ def main(argv=None):
       except pretrained.WeightsUnavailableError as e:
         if args.require_pretrained:
           raise SystemExit(f'ERROR: {e}') from e
-        print(f'WARNING: {e}\nTraining {name} with a random backbone; its row says NOT '
-              'PRETRAINED.', flush=True)
+        if not (args.status or args.finished_only):
+          print(f'WARNING: {e}\nTraining {name} with a random backbone; its row says NOT '
+                'PRETRAINED.', flush=True)
         config.backbone.weights = 'random'
         workdir += '_random_backbone'
+        name += '_random_backbone'
     train.validate_config(config)
-    planned.append((name, path, config, report_epochs, workdir))
+    rows.append({'name': name, 'path': path, 'config': config, 'report_epochs': report_epochs,
+                 'workdir': workdir})
+  return rows
 
+
+def seed_status(row: dict, records: str | None, sequential: bool = True) -> list[dict]:
+  """Per seed: 'finished' (with its test accuracy), 'in progress' (epochs done) or 'not started'."""
+  config = row['config']
+  out = []
+  for label, run_dir, run_config in common.seed_runs(config, row['workdir'], sequential):
+    record = records and os.path.join(records, row['name'], f'{label}.json')
+    result = common.finished_run(run_dir, run_config, record)
+    entry = {'run': label.replace('_', ' '), 'epochs': config.num_epochs}
+    if result is not None:
+      entry.update(state='finished', test_accuracy=result['test_accuracy'])
+    else:
+      done = common.epochs_done(run_dir)
+      entry.update(state='in progress' if done else 'not started', epochs_done=done)
+    out.append(entry)
+  return out
+
+
+def status_text(rows: list[dict], records: str | None, sequential: bool = True) -> str:
+  lines, total, finished = [], 0, 0
+  for row in rows:
+    seeds = seed_status(row, records, sequential)
+    total += len(seeds)
+    done = [s for s in seeds if s['state'] == 'finished']
+    finished += len(done)
+    parts = [f'{s["run"]} ' + (f'{s["test_accuracy"]:.4f}' if s['state'] == 'finished' else
+                                      f'{s["epochs_done"]}/{s["epochs"]} epochs')
+             for s in seeds]
+    lines.append(f'{row["name"]}: {len(done)}/{len(seeds)} finished: ' + ', '.join(parts))
+  return '\n'.join(lines + [f'{finished} of {total} runs finished.'])
+
+
+def verdict(reported: float | None, summary: dict) -> str:
+  """Where the reported figure lies relative to our 95 % t-interval of the mean."""
+  if reported is None:
+    return 'no figure reported'
+  if summary['n'] < 2:
+    return 'too few seeds to decide'
+  if summary['ci95_low'] > reported:
+    return 'beaten'
+  if summary['ci95_high'] < reported:
+    return 'not reproduced'
+  return 'reproduced'
+
+
+def table_row(row: dict, results: dict, args) -> dict:
+  config = row['config']
+  report = config.report
+  accuracies = common.per_seed(results, 'test_accuracy')
+  s = reporting.seed_summary(accuracies)
+  reported = report.reported_test_accuracy if report.reported_test_accuracy >= 0 else None
+  backbone = results.get('backbone')
+  return {
+      'report': report.title, 'file': report.file, 'row': report.row,
+      'config': os.path.relpath(row['path'], common.ROOT), 'model': config.model,
+      'num_params': results['num_params'],
+      'report_num_params': report.num_params if report.num_params >= 0 else None,
+      'reported_test_accuracy': reported,
+      'ours_mean': s['mean'], 'ours_std': s['std'], 'ci95_low': s['ci95_low'],
+      'ci95_high': s['ci95_high'], 'min': s['min'], 'max': s['max'],
+      'seeds': s['n'], 'seeds_asked': config.num_seeds,
+      'verdict': verdict(reported, s),
+      'difference': s['mean'] - reported if reported is not None else None,
+      'epochs_run': results['epochs'], 'report_epochs': row['report_epochs'],
+      'shortened': results['epochs'] < row['report_epochs'],
+      'selected_on_test': report.selected_on_test,
+      'pretrained': None if backbone is None else backbone['pretrained'],
+      'note': '; '.join(filter(None, [report.note, _backbone_note(backbone)] + [
+          f'override {o}' for o in args.set if not o.startswith(('data_dir=', 'progress_bar='))])),
+      'per_seed_test_accuracy': accuracies,
+      'wall_seconds_per_seed': results['train_seconds'] / s['n'],
+  }
+
+
+def main(argv=None):
+  args = parse_args(argv)
+  planned = plan(args)
+  if args.status:
+    print(status_text(planned, args.records, not args.vmap_seeds))
+    return None
   rows = []
-  for name, path, config, report_epochs, workdir in planned:
-    results = common.run_seeds(config, workdir, not args.vmap_seeds)
-    backbone = results.get('backbone')
-    s = reporting.seed_summary(common.per_seed(results, 'test_accuracy'))
-    reported = config.report.reported_test_accuracy
-    rows.append({
-        'report': config.report.title, 'file': config.report.file, 'row': config.report.row,
-        'config': os.path.relpath(path, common.ROOT), 'model': config.model,
-        'num_params': results['num_params'],
-        'reported_test_accuracy': reported if reported >= 0 else None,
-        'ours_mean': s['mean'], 'ours_std': s['std'], 'seeds': s['n'],
-        'difference': s['mean'] - reported if reported >= 0 else None,
-        'epochs_run': results['epochs'], 'report_epochs': report_epochs,
-        'shortened': results['epochs'] < report_epochs,
-        'pretrained': None if backbone is None else backbone['pretrained'],
-        'note': '; '.join(filter(None, [config.report.note, _backbone_note(backbone)] + [
-            f'override {o}' for o in args.set if not o.startswith(('data_dir=', 'progress_bar='))])),
-        'per_seed_test_accuracy': common.per_seed(results, 'test_accuracy'),
-        'wall_seconds': results['train_seconds'],
-    })
+  for row in planned:
+    records = args.records and os.path.join(args.records, row['name'])
+    results = common.run_seeds(row['config'], row['workdir'], not args.vmap_seeds,
+                               args.finished_only, records)
+    if results is None:
+      print(f'{row["name"]}: no finished seed yet; left out of the table.')
+      continue
+    rows.append(table_row(row, results, args))
   machine = common.machine()
   os.makedirs(args.output, exist_ok=True)
   common.write_json(os.path.join(args.output, 'reproduction.json'),
                     {'machine': machine, 'rows': rows})
-  md = markdown(rows, machine)
+  md = markdown(rows, machine, len(planned))
   with open(os.path.join(args.output, 'reproduction.md'), 'w') as f:
     f.write(md)
   print(md)
@@ -119,26 +217,46 @@ def _backbone_note(backbone) -> str:
           f'(sha256 {backbone["sha256"][:12]}…)')
 
 
-def markdown(rows, machine) -> str:
-  shortened = any(r['shortened'] for r in rows)
-  title = 'Report rows reproduced' + (' (SOME ROWS SHORTENED: see the epochs column)'
-                                      if shortened else ' (full schedules)')
-  lines = [f'# {title}', '', f'Machine: {common.machine_line(machine)}. Ours: mean ± sample std '
-           'of the test accuracy over seeds, each seed evaluated at its best validation epoch '
-           '(validation carved out of train; the test split is never used for selection).', '',
-           '| report | model | parameters | reported | ours (mean ± std, seeds) | difference | '
-           'epochs run / report | note |', '|' + ' --- |' * 8]
-  for r in rows:
-    reported = f'{r["reported_test_accuracy"]:.2%}' if r['reported_test_accuracy'] else '—'
-    diff = f'{r["difference"] * 100:+.2f} points' if r['difference'] is not None else '—'
-    epochs = f'{r["epochs_run"]} / {r["report_epochs"]}' + (' SHORTENED' if r['shortened'] else '')
-    lines.append(f'| {r["report"]} ({r["file"]}) | {r["row"]} (`{r["config"]}`) | '
-                 f'{r["num_params"]:,} | {reported} | {r["ours_mean"]:.2%} ± '
-                 f'{r["ours_std"] * 100:.2f} ({r["seeds"]}) | {diff} | {epochs} | {r["note"]} |')
-  if shortened:
-    lines += ['', 'To run every row on its full schedule (an accelerator is advised; on a 2-core CPU '
-              'the two VGG-style rows take 3 to 5 minutes an epoch and seed): '
-              '`python experiments/reproduce_tables.py --num_seeds 5`.']
+def _cells(r: dict) -> list[str]:
+  pct = lambda x: f'{x:.2%}'
+  reported = pct(r['reported_test_accuracy']) if r['reported_test_accuracy'] else '—'
+  seeds = f'{r["seeds"]}' + (f' of {r["seeds_asked"]} asked' if r['seeds'] < r['seeds_asked']
+                             else '')
+  interval = (f'{pct(r["ci95_low"])} – {pct(r["ci95_high"])}' if r['seeds'] > 1 else '—')
+  std = f' ± {r["ours_std"] * 100:.2f}' if r['seeds'] > 1 else ''
+  params = f'{r["num_params"]:,}' + (f' ({r["report_num_params"]:,})'
+                                     if r['report_num_params'] else ' (—)')
+  epochs = f'{r["epochs_run"]} / {r["report_epochs"]}' + (' SHORTENED' if r['shortened'] else '')
+  return [f'{r["report"]} (`{r["file"]}`)', f'{r["row"]} (`{r["config"]}`)', params, reported,
+          f'{pct(r["ours_mean"])}{std}', seeds, interval,
+          f'{pct(r["min"])} – {pct(r["max"])}', epochs,
+          f'{r["wall_seconds_per_seed"] / 60:.1f} min', f'**{r["verdict"]}**',
+          r['selected_on_test'], r['note']]
+
+
+HEADER = ['report', 'model row', 'parameters: ours (report)', 'reported', 'ours: mean ± std',
+          'seeds', '95 % t-interval', 'min – max', 'epochs run / report', 'training time per seed',
+          'verdict', 'report selected on test?', 'note']
+
+
+def markdown(rows: list[dict], machine: dict, rows_planned: int) -> str:
+  caveats = []
+  if any(r['shortened'] for r in rows):
+    caveats.append('SOME ROWS SHORTENED')
+  if any(r['seeds'] < r['seeds_asked'] for r in rows):
+    caveats.append('SOME ROWS HAVE FEWER SEEDS THAN ASKED')
+  if len(rows) < rows_planned:
+    caveats.append(f'{rows_planned - len(rows)} OF {rows_planned} ROWS NOT RUN YET')
+  title = 'Report rows reproduced' + (f' ({"; ".join(caveats)})' if caveats
+                                      else ' (full schedules, all seeds)')
+  lines = [f'# {title}', '',
+           f'Machine: {common.machine_line(machine)}. Ours: test accuracy over seeds, each seed '
+           'evaluated at its best validation epoch (validation carved out of train; the test split '
+           'is never used for selection); mean ± sample std, Student-t 95 % interval of the mean. '
+           'Verdict: *reproduced* when the reported figure lies inside that interval, *beaten* when '
+           'the whole interval lies above it, *not reproduced* when below. Wall time per seed is '
+           'the training time of one seed on this machine (other work shared its two cores).', '',
+           reporting.markdown_table(HEADER, [_cells(r) for r in rows])]
   return '\n'.join(lines) + '\n'
 
 

@@ -166,6 +166,14 @@ def _read_png(path: str) -> np.ndarray:
 
 # Across seeds: the comparison tables of experiments/.
 
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+  """One Markdown table; cells are str()-ed and a '|' inside one is escaped."""
+  cell = lambda c: str(c).replace('|', '\\|').replace('\n', ' ')
+  lines = ['| ' + ' | '.join(map(cell, header)) + ' |', '|' + ' --- |' * len(header)]
+  lines += ['| ' + ' | '.join(map(cell, r)) + ' |' for r in rows]
+  return '\n'.join(lines)
+
+
 def seed_summary(values: Sequence[float]) -> dict[str, float]:
   """Mean, sample std, Student-t 95 % interval of the mean, min and max of per-seed values."""
   from scipy import stats  # pylint: disable=g-import-not-at-top

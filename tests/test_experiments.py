@@ -108,3 +108,88 @@ def test_sweep_ranks_on_validation_and_reads_test_only_for_the_winner(data_dir, 
   assert 'test_accuracy' in rows[0] and 'test_accuracy' not in rows[1]
   assert rows[0]['trial'] == {'learning_rate': 0.001}  # Adam at 0.3 wrecks a 1-epoch MLP.
   assert (tmp_path / 'o' / 'winner_test' / 'classification_report.json').exists()
+
+
+def _summary(values):
+  return reporting.seed_summary(values)
+
+
+@pytest.mark.parametrize('reported,values,expected', [
+    (0.90, [0.899, 0.901, 0.900], 'reproduced'),
+    (0.85, [0.880, 0.882, 0.884], 'beaten'),
+    (0.93, [0.920, 0.922, 0.921], 'not reproduced'),
+    (0.90, [0.95], 'too few seeds to decide'),
+    (None, [0.90, 0.91], 'no figure reported'),
+])
+def test_reproduction_verdict(reported, values, expected):
+  assert reproduce_tables.verdict(reported, _summary(values)) == expected
+
+
+def test_reproduction_verdict_at_the_interval_edge():
+  s = _summary([0.90, 0.91, 0.92])
+  assert reproduce_tables.verdict(s['ci95_low'] + 1e-9, s) == 'reproduced'
+  assert reproduce_tables.verdict(s['ci95_low'] - 1e-9, s) == 'beaten'
+  assert reproduce_tables.verdict(s['ci95_high'] + 1e-9, s) == 'not reproduced'
+
+
+def _fake_run(run_dir, config, test_accuracy, epochs=None):
+  """A finished run's two files, as train.train_and_evaluate writes them (no training)."""
+  os.makedirs(run_dir, exist_ok=True)
+  with open(os.path.join(run_dir, 'config.json'), 'w') as f:
+    f.write(config.to_json_best_effort())
+  epochs = epochs or config.num_epochs
+  history = [{'epoch': e + 1, 'train_loss': 0.3, 'train_accuracy': 0.9, 'validation_loss': 0.3,
+              'validation_accuracy': 0.89} for e in range(epochs)]
+  results = {'model': config.model, 'epochs': epochs, 'seed': config.seed, 'best_epoch': epochs,
+             'test_accuracy': test_accuracy, 'test_loss': 0.3, 'validation_accuracy': 0.89,
+             'validation_loss': 0.3, 'num_params': 235_146, 'train_seconds': 12.0,
+             'train_images_per_second': 4000.0, 'history': history}
+  with open(os.path.join(run_dir, 'results.json'), 'w') as f:
+    json.dump(results, f)
+  return results
+
+
+def _fake_checkpoint(run_dir, epochs_done, step):
+  meta = os.path.join(run_dir, 'checkpoints', str(step), 'meta')
+  os.makedirs(meta)
+  with open(os.path.join(meta, 'metadata'), 'w') as f:
+    json.dump({'history': [{'epoch': e + 1} for e in range(epochs_done)]}, f)
+
+
+def test_status_view_and_records_on_synthetic_runs(tmp_path, capsys):
+  config = os.path.join(reproduce_tables.common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
+  argv = ['--configs', config, '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
+  (row,) = reproduce_tables.plan(reproduce_tables.parse_args(argv))
+  assert row['config'].num_seeds == 5  # the row's own seed count
+  runs = reproduce_tables.common.seed_runs(row['config'], row['workdir'])
+  assert [label for label, _, _ in runs] == [f'seed_{s}' for s in range(5)]
+  (_, dir0, config0), (_, dir1, config1), (_, dir2, _), (_, dir3, config3) = runs[:4]
+  _fake_run(dir0, config0, 0.881)
+  _fake_checkpoint(dir1, 3, 2250)
+  _fake_checkpoint(dir1, 4, 3000)  # the newest checkpoint counts
+  _fake_run(dir2, config1, 0.5)  # seed 1's config in seed 2's directory: not seed 2's run
+  short = config3.copy_and_resolve_references()
+  short.num_epochs = 2
+  _fake_run(dir3, short, 0.6)  # a run of another schedule is not this row's
+  record = tmp_path / 'o' / 'seeds' / 'pytorch_ann_vs_cnn_90_ann' / 'seed_4.json'
+  record.parent.mkdir(parents=True)
+  config4 = runs[4][2]
+  results4 = _fake_run(tmp_path / 'elsewhere', config4, 0.884)
+  record.write_text(json.dumps({'config': json.loads(config4.to_json_best_effort()),
+                                'results': results4}))
+
+  assert reproduce_tables.main(argv + ['--status']) is None
+  out = capsys.readouterr().out
+  assert ('pytorch_ann_vs_cnn_90_ann: 2/5 finished: seed 0 0.8810, seed 1 4/10 epochs, '
+          'seed 2 0/10 epochs, seed 3 0/10 epochs, seed 4 0.8840') in out
+  assert '2 of 5 runs finished.' in out
+  assert not (tmp_path / 'o' / 'reproduction.md').exists()  # --status writes nothing
+
+  (table_row,) = reproduce_tables.main(argv + ['--finished_only'])
+  assert table_row['seeds'] == 2 and table_row['seeds_asked'] == 5
+  assert table_row['per_seed_test_accuracy'] == [0.881, 0.884]
+  md = (tmp_path / 'o' / 'reproduction.md').read_text()
+  assert 'FEWER SEEDS THAN ASKED' in md.splitlines()[0] and '2 of 5 asked' in md
+  # The finished run in the workdir is now kept as a record too; the others are not.
+  records = sorted(p.name for p in record.parent.iterdir())
+  assert records == ['seed_0.json', 'seed_4.json']

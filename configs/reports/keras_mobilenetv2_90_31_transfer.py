@@ -14,7 +14,7 @@ from configs.reports import _report
 def get_config():
   config = _report.report_config(
       file='keras-cnn-and-mobilenetv2-transfer-90.31.md', title='Fashion Images Classification Using Deep Learning and Transfer Learning Model', row='MobileNetV2 transfer',
-      model='mobilenetv2_transfer', reported=0.9031, seeds=1, batch_size=32, num_epochs=10,
+      model='mobilenetv2_transfer', reported=0.9031, params=3_733_992, selected_on_test='yes: fit(validation_data=(test_images, test_labels))', seeds=1, batch_size=32, num_epochs=10,
       eval_batch_size=250)
   config.backbone = ml_collections.ConfigDict({'weights': 'imagenet', 'unfreeze_blocks': 0})
   return config
