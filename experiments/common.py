@@ -6,7 +6,6 @@ TensorBoard, and a per-seed test report under workdir/seed_<s>/.
 """
 import ast
 import datetime
-import importlib.util
 import json
 import os
 import platform
@@ -18,29 +17,42 @@ sys.path.insert(0, ROOT)  # `configs` imports as it does for `python -m fmnist_j
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from fmnist_jax import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fmnist_jax import errors  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fmnist_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def load_config(path: str, overrides: list[str] = (), validate: bool = True):
-  """get_config() of a config file, then `field=value` overrides (dotted fields allowed)."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'Config file {path} does not exist.')
-  spec = importlib.util.spec_from_file_location(os.path.splitext(os.path.basename(path))[0], path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  """get_config() of a config file, then `field=value` overrides (dotted fields allowed).
+
+  A missing or broken file, an unknown field or a value of the wrong type is an errors.ConfigError
+  naming it.
+  """
+  config = cli.load_config_file(path)
   for item in overrides:
     field, sep, text = item.partition('=')
     if not sep:
-      raise ValueError(f'Override {item!r} is not of the form field=value.')
+      raise errors.ConfigError(f'--set {item!r} is not of the form field=value (e.g. '
+                               'num_epochs=5).')
+    cli.check_field(config, field, f'--set {item!r}')
     try:
       value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
       value = text  # a plain string such as train[:5000]
-    config.update_from_flattened_dict({field: value})
+    try:
+      config.update_from_flattened_dict({field: value})
+    except (TypeError, ValueError) as e:
+      raise errors.ConfigError(f'--set {item!r}: {e}') from None
   if validate:
     train.validate_config(config)
   return config
+
+
+def check_dirs(args) -> None:
+  """--workdir and --output must be (or become) writable folders before anything trains."""
+  for flag in ('workdir', 'output'):
+    setattr(args, flag, workdir_lib.check(getattr(args, flag), flag=f'--{flag}'))
 
 
 def config_name(path: str) -> str:

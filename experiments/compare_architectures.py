@@ -8,11 +8,13 @@ with --sequential one run per seed in <workdir>/<config name>/seed_<s>; a rerun 
 finished runs. Writes comparison.{csv,json,md}, accuracy.png and
 validation_curves.png to --output. A run with --epochs or --set says so in every table row.
 """
-import argparse
 import csv
 import os
 
 import common  # pylint: disable=g-bad-import-order
+
+from fmnist_jax import cli
+from fmnist_jax import errors
 
 from fmnist_jax import reporting
 
@@ -20,7 +22,7 @@ DEFAULT_CONFIGS = ['configs/mlp.py', 'configs/cnn.py', 'configs/bn_cnn.py']
 
 
 def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p = cli.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--configs', nargs='+', default=DEFAULT_CONFIGS)
   p.add_argument('--num_seeds', type=int, default=5)
   p.add_argument('--seed', type=int, default=0, help='First seed; seeds are seed..seed+N-1.')
@@ -41,8 +43,10 @@ def parse_args(argv=None):
 
 def main(argv=None):
   args = parse_args(argv)
+  common.check_dirs(args)
   if args.num_seeds < 2:
-    raise SystemExit('--num_seeds must be at least 2 for a spread and a test.')
+    raise errors.UserError(f'--num_seeds {args.num_seeds}: it must be at least 2 for a spread '
+                           'and a test.')
   overrides = [f'num_seeds={args.num_seeds}', f'seed={args.seed}', *args.set]
   if args.epochs:
     overrides.append(f'num_epochs={args.epochs}')
@@ -124,4 +128,4 @@ def markdown(rows, tests, machine, title) -> str:
 
 
 if __name__ == '__main__':
-  main()
+  cli.run_script(main)

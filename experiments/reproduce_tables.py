@@ -23,12 +23,14 @@ The MobileNetV2 transfer row needs Keras' ImageNet weight file (see docs). Witho
 trained with a randomly initialised backbone in <workdir>/<row>_random_backbone and says
 "NOT PRETRAINED"; --require_pretrained makes a missing file an error instead.
 """
-import argparse
 import glob
 import json
 import os
 
 import common  # pylint: disable=g-bad-import-order
+
+from fmnist_jax import cli
+from fmnist_jax import errors
 
 from fmnist_jax import pretrained
 from fmnist_jax import reporting
@@ -40,7 +42,7 @@ OUTPUT = os.path.join(common.ROOT, 'experiments/results/reproduce_tables')
 
 
 def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p = cli.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--configs', nargs='+', default=REPORT_CONFIGS)
   p.add_argument('--num_seeds', type=int, default=None,
                  help='Seeds for every row (default: each row\'s config.report.num_seeds).')
@@ -82,8 +84,8 @@ def plan(args) -> list[dict]:
     name = common.config_name(path)
     config = common.load_config(path, [f'seed={args.seed}', *args.set], validate=False)
     if 'report' not in config:
-      raise SystemExit(f'ERROR: {path} has no config.report block; pass configs from '
-                       'configs/reports/.')
+      raise errors.UserError(f'--configs {path}: no config.report block; pass configs from '
+                             'configs/reports/.')
     config.num_seeds = args.num_seeds or config.report.num_seeds
     report_epochs = config.num_epochs
     if args.max_epochs and name not in args.full:
@@ -94,7 +96,7 @@ def plan(args) -> list[dict]:
         pretrained.resolve(config.backbone.weights)
       except pretrained.WeightsUnavailableError as e:
         if args.require_pretrained:
-          raise SystemExit(f'ERROR: {e}') from e
+          raise
         if not (args.status or args.finished_only):
           print(f'WARNING: {e}\nTraining {name} with a random backbone; its row says NOT '
                 'PRETRAINED.', flush=True)
@@ -183,6 +185,8 @@ def table_row(row: dict, results: dict, args) -> dict:
 def main(argv=None):
   args = parse_args(argv)
   planned = plan(args)
+  if not args.status:
+    common.check_dirs(args)
   if args.status:
     print(status_text(planned, args.records, not args.vmap_seeds))
     return None
@@ -261,4 +265,4 @@ def markdown(rows: list[dict], machine: dict, rows_planned: int) -> str:
 
 
 if __name__ == '__main__':
-  main()
+  cli.run_script(main)

@@ -8,13 +8,15 @@ ranking uses the best validation accuracy of each trial (mean over seeds with --
 the winner is then evaluated on the base config's test split, once, and its report is written to
 <output>/winner_test/.
 """
-import argparse
 import ast
 import itertools
 import os
 import random
 
 import common  # pylint: disable=g-bad-import-order
+
+from fmnist_jax import cli
+from fmnist_jax import errors
 
 from fmnist_jax import evaluate
 from fmnist_jax import input_pipeline
@@ -25,7 +27,8 @@ def parse_grid(items: list[str]) -> dict[str, list]:
   for item in items:
     field, sep, values = item.partition('=')
     if not sep or not values:
-      raise SystemExit(f'--grid item {item!r} is not of the form field=v1,v2,...')
+      raise errors.UserError(f'--grid item {item!r} is not of the form field=v1,v2,... (e.g. '
+                             'learning_rate=1e-3,5e-4).')
     parsed = []
     for v in values.split(','):
       try:
@@ -48,7 +51,7 @@ def trial_name(trial: dict) -> str:
 
 
 def parse_args(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p = cli.ArgumentParser(description=__doc__.split('\n')[0])
   p.add_argument('--config', default='configs/cnn.py')
   p.add_argument('--grid', nargs='+', required=True, metavar='FIELD=V1,V2')
   p.add_argument('--random', type=int, default=None, help='Sample this many grid points.')
@@ -63,6 +66,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
   args = parse_args(argv)
+  common.check_dirs(args)
   base = common.load_config(args.config, args.set)
   grid = parse_grid(args.grid)
   plan = []
@@ -112,4 +116,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-  main()
+  cli.run_script(main)

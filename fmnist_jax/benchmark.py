@@ -14,7 +14,6 @@ import resource
 import sys
 import time
 
-from absl import app
 from absl import flags
 import jax
 import ml_collections
@@ -22,11 +21,15 @@ import numpy as np
 from ml_collections import config_flags
 
 from fmnist_jax import baselines  # imports PyTorch and Keras only when they run.
+from fmnist_jax import cli
+from fmnist_jax import errors
 from fmnist_jax import evaluate
+from fmnist_jax import models
 from fmnist_jax import parallel
 from fmnist_jax import train
 
-config_flags.DEFINE_config_file('config', 'configs/default.py', 'Base config; model is set per row.')
+DEFAULT_CONFIG = 'configs/default.py'
+config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Base config; model is set per row.')
 flags.DEFINE_list('models', ['mlp', 'cnn', 'bn_cnn'], 'Models to measure.')
 flags.DEFINE_integer('batch_size', 128, 'Training batch size.')
 flags.DEFINE_integer('steps', 200, 'Timed training steps per measurement.')
@@ -168,9 +171,25 @@ def format_table(rows: list[dict]) -> str:
   return '\n'.join(lines)
 
 
-def main(argv):
-  del argv
+def check_flags(argv) -> None:
+  """Every flag mistake named before anything is built or timed."""
+  if len(argv) > 1:
+    raise errors.UserError(f'unexpected arguments {argv[1:]}; name models with --models=a,b.')
+  unknown = [m for m in FLAGS.models if m not in models.MODELS]
+  if unknown or not FLAGS.models:
+    raise errors.UserError(f'--models={",".join(FLAGS.models)}: unknown model(s) {unknown}; '
+                           f'choose from {",".join(sorted(models.MODELS))}.')
+  for name in ('batch_size', 'steps', 'eval_images', 'num_seeds'):
+    if FLAGS[name].value < 1:
+      raise errors.UserError(f'--{name}={FLAGS[name].value}: it must be at least 1.')
+  if FLAGS.warmup < 0:
+    raise errors.UserError(f'--warmup={FLAGS.warmup}: it must be 0 or more.')
+  cli.check_output_file(FLAGS.output, '--output')
   train.validate_config(FLAGS.config)
+
+
+def main(argv):
+  check_flags(argv)
   rows = []
   for name in FLAGS.models:
     rows.append(benchmark_model(FLAGS.config, name))
@@ -182,4 +201,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, config_default=DEFAULT_CONFIG)

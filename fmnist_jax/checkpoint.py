@@ -15,12 +15,13 @@ from absl import logging
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from fmnist_jax import errors
+
 BEST_METRIC = 'validation_accuracy'
 NOT_RANKED = -1.0  # the metric of a mid-epoch checkpoint: never "best".
 
 
-class StructureMismatchError(ValueError):
-  """A readable checkpoint that does not fit the config's state."""
+StructureMismatchError = errors.StructureMismatchError
 
 
 def manager(workdir: str, keep: int) -> ocp.CheckpointManager:

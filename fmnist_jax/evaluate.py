@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from fmnist_jax import errors
 from fmnist_jax import input_pipeline
 from fmnist_jax import models
 from fmnist_jax import parallel
@@ -96,9 +97,8 @@ def load_best(workdir: str, seed_index: int = 0):
   """
   import ml_collections  # pylint: disable=g-import-not-at-top
   from fmnist_jax import checkpoint, train  # pylint: disable=g-import-not-at-top
-  config_path = os.path.join(workdir, 'config.json')
-  if not os.path.exists(config_path):
-    raise FileNotFoundError(f'{config_path} does not exist: --workdir must be a training workdir.')
+  from fmnist_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
+  config_path = os.path.join(workdir_lib.check(workdir, must_hold_run=True), 'config.json')
   with open(config_path) as f:
     config = ml_collections.ConfigDict(json.load(f))
   model = train.create_model(config)
@@ -106,7 +106,8 @@ def load_best(workdir: str, seed_index: int = 0):
       workdir, config.keep_checkpoints,
       train.checkpoint_item(config, model, steps_per_epoch=1, load_pretrained=False))
   if step is None:
-    raise FileNotFoundError(f'{workdir} holds no checkpoint yet; train first.')
+    raise errors.WorkdirError(f'--workdir {workdir!r} holds no checkpoint yet: its run has not '
+                              'finished an epoch. Train first (or wait for the first epoch).')
   history = train.seed_history(meta['history'], seed_index)
   return (config, model, train.take_seed(ckpt['best'], seed_index), history,
           checkpoint.best_epoch(history))
@@ -124,7 +125,14 @@ def evaluate_workdir(workdir: str) -> dict[str, float]:
 
 
 if __name__ == '__main__':
-  from absl import app, flags  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from fmnist_jax import cli  # pylint: disable=g-import-not-at-top
   flags.DEFINE_string('workdir', None, 'A training workdir (holds config.json and checkpoints).')
   flags.mark_flag_as_required('workdir')
-  app.run(lambda argv: evaluate_workdir(flags.FLAGS.workdir) and None)
+
+  def _main(argv):
+    if len(argv) > 1:
+      raise errors.UserError(f'unexpected arguments {argv[1:]}; evaluate takes only --workdir.')
+    evaluate_workdir(flags.FLAGS.workdir)
+
+  cli.run(_main, config_flag=None)

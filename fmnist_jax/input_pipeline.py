@@ -21,6 +21,8 @@ from typing import Any
 from absl import logging
 import numpy as np
 
+from fmnist_jax import errors
+
 DATASET = 'fashion_mnist'
 CLASS_NAMES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker',
                'Bag', 'Ankle boot')
@@ -31,8 +33,8 @@ DEBIAN_ARCHIVES_DIR = '/usr/share/datasets/fashion-mnist'
 _ORIGINAL_MTIME = {'train': 0x59a7e9de, 't10k': 0x59a7e9f3}
 
 
-class DataUnavailableError(RuntimeError):
-  """Fashion-MNIST is neither prepared, nor downloadable, nor available locally."""
+DataUnavailableError = errors.DataUnavailableError
+DataDamagedError = errors.DataDamagedError
 
 
 def _import_tfds():

@@ -1,15 +1,12 @@
 """Command line: `python -m fmnist_jax.main --config configs/cnn.py --workdir W [--config.x=y]`."""
 import logging as pylogging
-import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from fmnist_jax import checkpoint
-from fmnist_jax import input_pipeline
-from fmnist_jax import pretrained
+from fmnist_jax import cli
+from fmnist_jax import errors
 from fmnist_jax import train
 
 FLAGS = flags.FLAGS
@@ -35,7 +32,8 @@ class _QuietOrbax:
 
 def main(argv):
   if len(argv) > 1:
-    raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
+    raise errors.UserError(f'unexpected arguments {argv[1:]}: every option is a flag, e.g. '
+                           '--config.num_epochs=5 (see --help).')
   logging.get_absl_handler().addFilter(_QuietOrbax())
   if FLAGS.multihost:
     import jax  # pylint: disable=g-import-not-at-top
@@ -43,16 +41,9 @@ def main(argv):
     logging.info('Process %d of %d, %d devices in all.', jax.process_index(), jax.process_count(),
                  jax.device_count())
   logging.info('Config:\n%s', FLAGS.config)
-  try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir, FLAGS.allow_config_change)
-  except (train.ConfigError, train.ConfigMismatchError, checkpoint.StructureMismatchError,
-          input_pipeline.DataUnavailableError, pretrained.WeightsUnavailableError,
-          pretrained.WeightsMismatchError, FloatingPointError) as e:
-    # Problems a person can fix: the message, without a traceback, and a non-zero exit.
-    logging.error('%s', e)
-    print(f'ERROR: {e}', file=sys.stderr, flush=True)
-    sys.exit(1)
+  # A person's mistakes (errors.UserError) end in one ERROR line through cli.run.
+  train.train_and_evaluate(FLAGS.config, FLAGS.workdir, FLAGS.allow_config_change)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

@@ -8,13 +8,14 @@ still classified and the exit code is 1.
 import json
 import sys
 
-from absl import app
 from absl import flags
 import jax
 import numpy as np
 from PIL import Image
 from PIL import ImageOps
 
+from fmnist_jax import cli
+from fmnist_jax import errors
 from fmnist_jax import evaluate
 from fmnist_jax import input_pipeline
 
@@ -72,7 +73,8 @@ def predict_files(workdir: str, files: list[str], invert: str = 'auto') -> list[
 def main(argv):
   files = argv[1:]
   if not files:
-    raise app.UsageError('Give one or more image files after the flags.')
+    raise errors.UserError('no image files given; put one or more after the flags, e.g. '
+                           '`python -m fmnist_jax.predict --workdir W shoe.png`.')
   entries = predict_files(FLAGS.workdir, files, FLAGS.invert)
   if FLAGS.json:
     print(json.dumps(entries, indent=2))
@@ -90,4 +92,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main, config_flag=None)

@@ -21,18 +21,15 @@ import urllib.request
 from absl import logging
 import numpy as np
 
+from fmnist_jax import errors
 from fmnist_jax import input_pipeline
 
 KERAS_FILE = 'mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_96_no_top.h5'
 KERAS_URL = 'https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/' + KERAS_FILE
 
 
-class WeightsUnavailableError(FileNotFoundError):
-  """The pretrained weight file a config asks for is not on this machine."""
-
-
-class WeightsMismatchError(ValueError):
-  """The weight file holds no MobileNetV2 of the shapes the Flax model has."""
+WeightsUnavailableError = errors.WeightsUnavailableError
+WeightsMismatchError = errors.WeightsMismatchError
 
 
 def keras_cache_path() -> str:

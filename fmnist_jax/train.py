@@ -11,6 +11,7 @@ that seed alone, and keeps its own best-validation variables. With N=1 the axis 
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
@@ -34,11 +35,13 @@ from flax.training import train_state
 
 from fmnist_jax import augment
 from fmnist_jax import checkpoint
+from fmnist_jax import errors
 from fmnist_jax import evaluate
 from fmnist_jax import input_pipeline
 from fmnist_jax import models
 from fmnist_jax import parallel
 from fmnist_jax import pretrained
+from fmnist_jax import workdir as workdir_lib
 
 OPTIMIZERS = ('adam', 'adamw', 'sgd')
 SCHEDULES = ('constant', 'cosine', 'step')
@@ -55,8 +58,8 @@ class TrainState(train_state.TrainState):
     return {'params': self.params}
 
 
-class ConfigError(ValueError):
-  """A config field a person has to change; the message names it and the allowed values."""
+ConfigError = errors.ConfigError
+ConfigMismatchError = errors.ConfigMismatchError
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
@@ -102,6 +105,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     bad('dtype', config.dtype, f'choose one of {list(DTYPES)}')
   if not (isinstance(config.get('num_seeds', 1), int) and config.get('num_seeds', 1) >= 1):
     bad('num_seeds', config.get('num_seeds'), 'it must be a positive integer')
+  _check_data_dir(config.data_dir, bad)
   if config.progress_bar not in ('auto', 'on', 'off'):
     bad('progress_bar', config.progress_bar, "choose 'auto', 'on' or 'off'")
   if config.model == 'mobilenetv2_transfer':
@@ -116,6 +120,22 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     # The weight file must exist (Keras' is downloaded here when missing and its host answers);
     # otherwise WeightsUnavailableError names the file and the fix.
     pretrained.resolve(backbone.weights)
+
+
+def _check_data_dir(data_dir: str, bad) -> None:
+  """tfds prepares Fashion-MNIST in data_dir: it must be (or be creatable as) a writable folder."""
+  path = os.path.abspath(os.path.expanduser(data_dir))
+  if os.path.exists(path) and not os.path.isdir(path):
+    bad('data_dir', data_dir, 'it is a file; give a folder where tfds can prepare Fashion-MNIST')
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    bad('data_dir', data_dir, f'{existing} is a file, so the folder cannot be created')
+  if not os.path.isdir(os.path.join(path, input_pipeline.DATASET)) and not os.access(
+      existing, os.W_OK | os.X_OK):
+    bad('data_dir', data_dir, f'{existing} is not writable, so Fashion-MNIST cannot be prepared '
+        'there; give a folder you can write to')
 
 
 def create_optimizer(config, steps_per_epoch: int,
@@ -404,10 +424,6 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
           for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
 
-class ConfigMismatchError(ValueError):
-  """The workdir holds a run with another config."""
-
-
 class _StopRequested:
   """SIGINT/SIGTERM during training: remember the signal; the loop saves and exits."""
 
@@ -437,10 +453,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """Trains (or resumes) in `workdir`; returns and writes results.json. A finished run only reports.
 
   A workdir whose config.json differs from `config` is refused (the differing fields are listed)
-  unless `allow_config_change`.
+  unless `allow_config_change`; so is a workdir another live process is training in.
   """
   validate_config(config)
-  os.makedirs(workdir, exist_ok=True)
+  path = workdir_lib.check(workdir)
+  # Several hosts share one workdir and only process 0 writes to it; it alone holds the lock.
+  with workdir_lib.lock(path) if jax.process_index() == 0 else contextlib.nullcontext():
+    return _train_and_evaluate(config, workdir, allow_config_change)
+
+
+def _train_and_evaluate(config, workdir: str, allow_config_change: bool) -> dict[str, Any]:
   results_path = os.path.join(workdir, 'results.json')
   config_path = os.path.join(workdir, 'config.json')
   new_config = json.loads(config.to_json_best_effort())
@@ -449,8 +471,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       differences = config_differences(json.load(f), new_config)
     if differences and not allow_config_change:
       raise ConfigMismatchError(
-          f'{workdir} holds a run with another config; differing fields:\n  '
-          + '\n  '.join(differences) + '\nUse a new --workdir, or pass --allow_config_change to '
+          f'{workdir} holds a run with another config; differing fields: '
+          + '; '.join(differences) + '. Use a new --workdir, or pass --allow_config_change to '
           'continue this run under the new config (e.g. more epochs; a schedule that depends on '
           'num_epochs then changes mid-run).')
     if differences:
@@ -559,7 +581,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
       for k, loss in enumerate(train_metrics['loss']):
         if not math.isfinite(loss):
           in_epoch = int(bad[k]) - (epoch - 1) * steps_per_epoch
-          raise FloatingPointError(
+          raise errors.TrainingDivergedError(
               f'The training loss of seed {run_seeds[k]} became {loss} at step {int(bad[k])} '
               f'(step {in_epoch} of epoch {epoch}); the run stops here and the last checkpoint '
               f'(after epoch {epoch - 1}) is kept. Lower config.learning_rate.')

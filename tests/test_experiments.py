@@ -6,6 +6,7 @@ import sys
 import numpy as np
 import pytest
 
+from fmnist_jax import errors
 from fmnist_jax import input_pipeline
 from fmnist_jax import reporting
 
@@ -67,7 +68,7 @@ def test_mobilenetv2_row_without_imagenet_weights_says_not_pretrained(data_dir, 
                  f'data_dir={data_dir}', 'progress_bar=off', 'train_split=train[:320]',
                  'validation_split=train[59500:]', 'test_split=test[:500]',
                  '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
-  with pytest.raises(SystemExit, match='config.backbone.weights'):
+  with pytest.raises(errors.UserError, match='config.backbone.weights'):
     reproduce_tables.main(common_args + ['--require_pretrained'])
   (row,) = reproduce_tables.main(common_args)
   assert row['pretrained'] is False and row['reported_test_accuracy'] == 0.9031
