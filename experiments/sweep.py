@@ -87,8 +87,7 @@ def main(argv=None):
 
   # The only read of the test split: the winner's best variables.
   _, model, variables, history, best_epoch = evaluate.load_best(winner['workdir'])
-  builder = input_pipeline.prepare(base.data_dir, base.archives_dir)
-  test = input_pipeline.load_split(builder, base.test_split, official_order=True)
+  test = input_pipeline.load(base, which=('test',))['test']
   report_dir = os.path.join(args.output, 'winner_test')
   os.makedirs(report_dir, exist_ok=True)
   test_metrics = evaluate.report_on_test(model, variables, test, base.eval_batch_size, report_dir,

@@ -116,8 +116,7 @@ def load_best(workdir: str, seed_index: int = 0):
 def evaluate_workdir(workdir: str) -> dict[str, float]:
   """Re-evaluates the best checkpoint of a run on its test split and rewrites the report files."""
   config, model, variables, history, best = load_best(workdir)
-  builder = input_pipeline.prepare(config.data_dir, config.archives_dir)
-  test = input_pipeline.load_split(builder, config.test_split, official_order=True)
+  test = input_pipeline.load(config, which=('test',))['test']
   result = report_on_test(model, variables, test, config.eval_batch_size, workdir, history)
   print(f'{config.model} (best checkpoint, epoch {best}): test accuracy {result["accuracy"]:.4f}, '
         f'test loss {result["loss"]:.4f}; report files written to {workdir}')

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import socket
 import tempfile
+import time
 import urllib.parse
 from typing import Any
 
@@ -107,7 +109,14 @@ def prepare(data_dir: str, archives_dir: str = DEBIAN_ARCHIVES_DIR):
   """Returns a prepared tfds builder for fashion_mnist in `data_dir`, preparing it if needed."""
   tfds = _import_tfds()
   data_dir = os.path.expanduser(data_dir)
-  builder = tfds.builder(DATASET, data_dir=data_dir)
+  try:
+    builder = tfds.builder(DATASET, data_dir=data_dir)
+  except Exception as e:  # pylint: disable=broad-except  (tfds raises its JSON parsers' errors)
+    version_dir = os.path.join(data_dir, DATASET, str(tfds.builder_cls(DATASET).VERSION))
+    if not os.path.isdir(version_dir):
+      raise
+    set_aside(version_dir, f'its metadata cannot be read ({type(e).__name__})')
+    builder = tfds.builder(DATASET, data_dir=data_dir)
   if builder.is_prepared():
     return builder
   url = next(iter(builder.url_infos))
@@ -178,7 +187,17 @@ def load_split(builder, split: str, official_order: bool = False) -> dict[str, n
   reproducing earlier runs.
   """
   tfds = _import_tfds()
-  data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (imported by tfds already)
+  expected = builder.info.splits[split].num_examples
+  try:
+    data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+  except tf.errors.OpError as e:  # truncated or corrupted (CRC) records, missing ones, ...
+    reason = re.sub(r'\{\{.*?\}\}|\[Op:.*', '', e.message).strip()[:200]
+    raise DataDamagedError(
+        f'split {split!r} cannot be read whole ({type(e).__name__}: {reason})') from None
+  if len(data['label']) != expected:
+    raise DataDamagedError(f'split {split!r} holds {len(data["label"])} images instead of '
+                           f'{expected}')
   out = {'image': np.asarray(data['image'], np.uint8),
          'label': np.asarray(data['label'], np.int32),
          'index': official_indices(builder, split)}
@@ -188,13 +207,36 @@ def load_split(builder, split: str, official_order: bool = False) -> dict[str, n
   return out
 
 
-def load(config: Any) -> dict[str, dict[str, np.ndarray]]:
-  """Loads the train, validation and test splits named by the config (test in official order)."""
+def set_aside(version_dir: str, reason: str) -> None:
+  """Moves a damaged prepared copy out of tfds' way (kept for inspection), saying so."""
+  aside = f'{version_dir}.damaged-{time.strftime("%Y%m%d-%H%M%S")}'
+  os.rename(version_dir, aside)
+  print(f'WARNING: the prepared Fashion-MNIST in {version_dir} is damaged: {reason}. Moved it to '
+        f'{aside} and preparing it again.', flush=True)
+
+
+def load(config: Any, which: tuple[str, ...] = ('train', 'validation', 'test')
+         ) -> dict[str, dict[str, np.ndarray]]:
+  """Loads the config's train, validation and test splits (test in official order), whole.
+
+  A prepared copy that cannot be read whole (a truncated or altered file, missing examples) is moved
+  aside to <version dir>.damaged-<time> and prepared again, once; never is a partial split used.
+  """
+  splits = {name: config[f'{name}_split'] for name in which if config[f'{name}_split']}
   builder = prepare(config.data_dir, config.archives_dir)
-  splits = {'train': config.train_split, 'validation': config.validation_split,
-            'test': config.test_split}
-  return {name: load_split(builder, split, official_order=name == 'test')
-          for name, split in splits.items() if split}
+  try:
+    return {name: load_split(builder, split, official_order=name == 'test')
+            for name, split in splits.items()}
+  except DataDamagedError as e:
+    set_aside(builder.data_dir, str(e))
+  builder = prepare(config.data_dir, config.archives_dir)
+  try:
+    return {name: load_split(builder, split, official_order=name == 'test')
+            for name, split in splits.items()}
+  except DataDamagedError as e:
+    raise DataDamagedError(f'the prepared Fashion-MNIST in {builder.data_dir} is damaged ({e}) '
+                           'even after preparing it again: check the disk, delete that folder '
+                           'and run again.') from None
 
 
 def normalize(images):
