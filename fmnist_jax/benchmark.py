@@ -27,6 +27,8 @@ from fmnist_jax import evaluate
 from fmnist_jax import models
 from fmnist_jax import parallel
 from fmnist_jax import train
+from fmnist_jax import config_check
+from fmnist_jax import state as state_lib
 
 DEFAULT_CONFIG = 'configs/default.py'
 config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Base config; model is set per row.')
@@ -63,16 +65,16 @@ def time_training(config, augment: dict, steps: int, warmup: int):
   images, labels, perm = parallel.replicate(
       (rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
        rng.integers(0, 10, (n,)).astype(np.int32), np.arange(n, dtype=np.int32)), mesh)
-  model = train.create_model(config)
-  state = parallel.replicate(train.create_train_states(config, model, steps), mesh)
-  num_seeds = len(train.seeds(config))
-  totals = parallel.replicate(train.empty_totals(num_seeds), mesh)
+  model = state_lib.create_model(config)
+  state = parallel.replicate(state_lib.create_train_states(config, model, steps), mesh)
+  num_seeds = len(state_lib.seeds(config))
+  totals = parallel.replicate(state_lib.empty_totals(num_seeds), mesh)
   perm = jax.numpy.stack([perm] * num_seeds)
-  key = jax.vmap(jax.random.key)(jax.numpy.array(train.seeds(config)))
-  step, compile_seconds = train.compile_train_step(config, state, totals, images, labels, perm,
-                                                   key, mesh)
+  key = jax.vmap(jax.random.key)(jax.numpy.array(state_lib.seeds(config)))
+  step, compile_seconds = train.compile_train_step(config, model, state, totals, images, labels,
+                                                   perm, key, mesh)
 
-  bad = parallel.replicate(train.no_bad_step(num_seeds), mesh)
+  bad = parallel.replicate(train.no_nonfinite_step(num_seeds), mesh)
 
   def run(k):
     nonlocal state, totals, bad
@@ -87,8 +89,8 @@ def time_training(config, augment: dict, steps: int, warmup: int):
 
 
 def time_evaluation(config, num_images: int) -> float:
-  model = train.create_model(config)
-  variables = train.create_train_state(config, model, 1).variables
+  model = state_lib.create_model(config)
+  variables = state_lib.create_train_state(config, model, 1).variables
   rng = np.random.default_rng(0)
   ev = evaluate.Evaluator(model, rng.integers(0, 256, (num_images, 28, 28, 1), dtype=np.uint8),
                           rng.integers(0, 10, (num_images,)).astype(np.int32),
@@ -185,7 +187,7 @@ def check_flags(argv) -> None:
   if FLAGS.warmup < 0:
     raise errors.UserError(f'--warmup={FLAGS.warmup}: it must be 0 or more.')
   cli.check_output_file(FLAGS.output, '--output')
-  train.validate_config(FLAGS.config)
+  config_check.validate_config(FLAGS.config)
 
 
 def main(argv):

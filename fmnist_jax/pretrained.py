@@ -147,9 +147,11 @@ def looks_trained(layer_weights: dict[str, tuple[np.ndarray, ...]]) -> bool:
   return any(np.any(w[2] != 0) or np.any(w[3] != 1) for w in stats)
 
 
-def describe(weights: str) -> dict[str, Any]:
-  """What results.json says of the backbone: the file, its hash, and whether it is pretrained."""
-  path = resolve(weights)
+def describe(weights: str, path: str | None) -> dict[str, Any]:
+  """What results.json says of the backbone: the file, its hash, and whether it is pretrained.
+
+  `path`: resolve(weights), done once per run.
+  """
   if path is None:
     return {'weights': weights, 'pretrained': False, 'file': None, 'sha256': None}
   return {'weights': weights, 'pretrained': looks_trained(keras_layer_weights(path)),

@@ -15,6 +15,9 @@ from configs import default
 from fmnist_jax import checkpoint
 from fmnist_jax import evaluate
 from fmnist_jax import train
+from fmnist_jax import config_check
+from fmnist_jax import state as state_lib
+from fmnist_jax import metrics
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,8 +26,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_train_step_lowers_loss(name):
   config = default.get_config()
   config.model = name
-  model = train.create_model(config)
-  state = train.create_train_state(config, model, steps_per_epoch=10)
+  model = state_lib.create_model(config)
+  state = state_lib.create_train_state(config, model, steps_per_epoch=10)
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (64, 28, 28, 1), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, (64,), dtype=np.int32))
@@ -34,7 +37,7 @@ def test_train_step_lowers_loss(name):
       augment_cfg=config.augment))
   losses = []
   for _ in range(40):
-    state, totals = step(state, evaluate.Metrics.empty(), 0)
+    state, totals = step(state, metrics.Metrics.empty(), 0)
     losses.append(float(totals.compute()['loss']))
   assert int(state.step) == 40
   assert losses[-1] < 0.5 * losses[0], losses
@@ -46,7 +49,7 @@ def test_optimizers_and_schedules(optimizer, schedule):
   config = default.get_config()
   config.optimizer, config.schedule, config.num_epochs = optimizer, schedule, 4
   config.learning_rate, config.weight_decay = 0.1, 1e-4
-  tx = train.create_optimizer(config, steps_per_epoch=10)
+  tx = state_lib.create_optimizer(config, steps_per_epoch=10)
   params = {'w': jnp.ones(3)}
   opt_state = tx.init(params)
   sizes = []
@@ -70,22 +73,22 @@ def test_bad_config_names_the_field(field, value):
   config = default.get_config()
   config[field] = value
   with pytest.raises(ValueError, match=f'config.*{field.split("_")[0]}'):
-    train.validate_config(config)
+    config_check.validate_config(config)
 
 
 def test_unknown_augmentation_key():
   config = default.get_config()
   config.augment.blur = 1.0
   with pytest.raises(ValueError, match="config.augment=\\['blur'\\]"):
-    train.validate_config(config)
+    config_check.validate_config(config)
 
 
 def _final_params(workdir, config):
-  model = train.create_model(config)
+  model = state_lib.create_model(config)
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
   ckpt, _ = checkpoint.restore(mngr, mngr.latest_step(),
-                               train.checkpoint_item(config, model, steps_per_epoch=1))
-  return train.take_seed(ckpt['state'], 0)
+                               state_lib.checkpoint_item(config, model, steps_per_epoch=1))
+  return state_lib.take_seed(ckpt['state'], 0)
 
 
 def test_resume_continues_identically(small_config, tmp_path):
