@@ -18,6 +18,7 @@ from configs.reports import keras_mobilenetv2_90_31_transfer as transfer_config
 from fmnist_jax import checkpoint
 from fmnist_jax import input_pipeline
 from fmnist_jax import models
+from fmnist_jax import ops
 from fmnist_jax import pretrained
 from fmnist_jax import train
 from fmnist_jax import state as state_lib
@@ -30,7 +31,7 @@ def test_depthwise_conv_matches_xla_grouped_conv_and_its_gradients(size, stride)
   ref = lambda x, k: jax.lax.conv_general_dilated(
       x, k, (stride, stride), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
       feature_group_count=5)
-  ours = lambda x, k: models.depthwise_conv3x3(x, k[:, :, 0], stride)
+  ours = lambda x, k: ops.depthwise_conv3x3(x, k[:, :, 0], stride)
   y_ref, vjp_ref = jax.vjp(ref, x, kernel)
   y, vjp = jax.vjp(ours, x, kernel)
   g = jax.random.normal(jax.random.key(2), y_ref.shape)
