@@ -4,9 +4,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_benchmark_writes_every_figure(tmp_path):
   out = tmp_path / 'bench.json'
   cmd = [sys.executable, '-m', 'fmnist_jax.benchmark', '--models=mlp', '--steps=3',
@@ -25,6 +28,7 @@ def test_benchmark_writes_every_figure(tmp_path):
   assert '| mlp |' in run.stdout  # the printed table
 
 
+@pytest.mark.slow  # XLA compiles bfloat16 slowly on a CPU (about 20 s)
 def test_bfloat16_model_trains_with_float32_loss():
   import jax
   import jax.numpy as jnp

@@ -23,6 +23,8 @@ from fmnist_jax import pretrained
 from fmnist_jax import train
 from fmnist_jax import state as state_lib
 
+pytestmark = pytest.mark.slow  # subprocesses, real data or Keras models: the full tier only
+
 
 @pytest.mark.parametrize('size,stride', [(26, 1), (9, 1), (49, 2), (50, 2)])
 def test_depthwise_conv_matches_xla_grouped_conv_and_its_gradients(size, stride):

@@ -33,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ('--config.augment.blur=1.0', 'config.augment'),
     ('--config.batch_size=130', 'config.batch_size'),  # 4 devices below
 ])
+@pytest.mark.slow
 def test_bad_config_exits_before_loading_or_compiling(override, field, tmp_path):
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
              JAX_PLATFORMS='cpu')

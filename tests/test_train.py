@@ -13,11 +13,12 @@ import pytest
 
 from configs import default
 from fmnist_jax import checkpoint
-from fmnist_jax import evaluate
-from fmnist_jax import train
 from fmnist_jax import config_check
-from fmnist_jax import state as state_lib
+from fmnist_jax import evaluate
+from fmnist_jax import input_pipeline
 from fmnist_jax import metrics
+from fmnist_jax import state as state_lib
+from fmnist_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -167,3 +168,31 @@ def test_cli_end_to_end_on_a_real_slice(data_dir, tmp_path):
   assert again.returncode == 0
   assert 'nothing to train' in again.stderr and 'epoch   1/' not in again.stdout
   assert json.load(open(os.path.join(workdir, 'results.json'))) == results
+
+
+def _synthetic_data(config, which=('train', 'validation', 'test')):
+  """Random images in place of Fashion-MNIST: the fast tier's stand-in for input_pipeline.load."""
+  rng = np.random.default_rng(0)
+  sizes = {'train': 512, 'validation': 200, 'test': 300}
+  return {name: {'image': rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
+                 'label': rng.integers(0, 10, (n,)).astype(np.int32),
+                 'index': np.arange(n)} for name, n in sizes.items() if name in which}
+
+
+def test_train_and_evaluate_end_to_end_on_synthetic_data(tmp_path, monkeypatch):
+  monkeypatch.setattr(input_pipeline, 'load', _synthetic_data)
+  config = default.get_config()
+  config.update(model='mlp', num_epochs=2, batch_size=64, progress_bar='off',
+                data_dir=str(tmp_path / 'unused'))
+  first = train.train_and_evaluate(config, str(tmp_path / 'a'))
+  assert first['epochs'] == 2 and len(first['history']) == 2
+  assert first['best_epoch'] in (1, 2) and 0 <= first['test_accuracy'] <= 1
+  for name in ('results.json', 'config.json', 'classification_report.md', 'curves.png'):
+    assert (tmp_path / 'a' / name).exists(), name
+  assert list((tmp_path / 'a').glob('events.out.tfevents.*'))
+  # A finished workdir only reports; the same seed elsewhere gives the same numbers.
+  assert train.train_and_evaluate(config, str(tmp_path / 'a'))['history'] == first['history']
+  again = train.train_and_evaluate(config, str(tmp_path / 'b'))
+  strip = lambda h: [{k: v for k, v in e.items() if 'seconds' not in k} for e in h]
+  assert strip(again['history']) == strip(first['history'])
+  assert again['test_accuracy'] == first['test_accuracy']
