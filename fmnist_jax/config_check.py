@@ -64,6 +64,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     bad('dtype', config.dtype, f'choose one of {list(DTYPES)}')
   if not (isinstance(config.get('num_seeds', 1), int) and config.get('num_seeds', 1) >= 1):
     bad('num_seeds', config.get('num_seeds'), 'it must be a positive integer')
+  if config.get('data_source', 'auto') not in ('auto', 'tfds', 'archives'):
+    bad('data_source', config.data_source, "choose 'auto', 'tfds' or 'archives'")
+  if config.get('data_source') == 'tfds' and not input_pipeline.have_tensorflow():
+    bad('data_source', 'tfds', "TensorFlow is not installed; use 'auto' or 'archives' (the same "
+        'images in the same order, read without TensorFlow)')
   _check_data_dir(config.data_dir, bad)
   if config.progress_bar not in ('auto', 'on', 'off'):
     bad('progress_bar', config.progress_bar, "choose 'auto', 'on' or 'off'")
@@ -95,7 +100,7 @@ def _check_data_dir(data_dir: str, bad) -> None:
 
 
 # Fields that do not change what is computed; a workdir may be resumed with other values.
-NOT_COMPARED = ('progress_bar', 'report_every_steps', 'data_dir', 'archives_dir')
+NOT_COMPARED = ('progress_bar', 'report_every_steps', 'data_dir', 'archives_dir', 'data_source')
 NOT_COMPARED_PREFIXES = ('report.',)  # a report config's description of itself (title, seeds).
 
 

@@ -94,6 +94,8 @@ def _find_backbone(model):
 @functools.lru_cache(maxsize=2)
 def keras_layer_weights(path: str) -> dict[str, tuple[np.ndarray, ...]]:
   """{Keras layer name: its weights in Keras' order} of the MobileNetV2 in `path`."""
+  if not input_pipeline.have_tensorflow():
+    os.environ.setdefault('KERAS_BACKEND', 'jax')  # Keras 3 reads the files without TensorFlow.
   import keras  # pylint: disable=g-import-not-at-top
   if path.endswith('.keras'):
     backbone = _find_backbone(keras.saving.load_model(path, compile=False))

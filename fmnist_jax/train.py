@@ -24,7 +24,6 @@ import time
 from typing import Any
 
 from absl import logging
-from clu import metric_writers
 from clu import parameter_overview
 from clu import periodic_actions
 import jax
@@ -45,6 +44,7 @@ from fmnist_jax import parallel
 from fmnist_jax import results as results_lib
 from fmnist_jax import state as state_lib
 from fmnist_jax import workdir as workdir_lib
+from fmnist_jax import writers
 
 
 
@@ -208,7 +208,7 @@ def _train(config, workdir: str) -> dict[str, Any]:
   # training metrics of the epoch in progress (for a checkpoint taken in the middle of one).
   mngr, ckpt, meta = _restore_or_init(config, model, workdir, steps_per_epoch, weights)
   history = meta['history']
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  writer = writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if not history:
     writer.write_hparams(config_check.flat_hparams(config))
   _describe_model(config, model, ckpt['state'])
