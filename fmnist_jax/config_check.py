@@ -64,6 +64,9 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     bad('dtype', config.dtype, f'choose one of {list(DTYPES)}')
   if not (isinstance(config.get('num_seeds', 1), int) and config.get('num_seeds', 1) >= 1):
     bad('num_seeds', config.get('num_seeds'), 'it must be a positive integer')
+  k = config.get('steps_per_dispatch', 1)
+  if not (isinstance(k, int) and k >= 1):
+    bad('steps_per_dispatch', k, 'it must be a positive integer')
   if config.get('data_source', 'auto') not in ('auto', 'tfds', 'archives'):
     bad('data_source', config.data_source, "choose 'auto', 'tfds' or 'archives'")
   if config.get('data_source') == 'tfds' and not input_pipeline.have_tensorflow():
@@ -101,6 +104,8 @@ def _check_data_dir(data_dir: str, bad) -> None:
 
 # Fields that do not change what is computed; a workdir may be resumed with other values.
 NOT_COMPARED = ('progress_bar', 'report_every_steps', 'data_dir', 'archives_dir', 'data_source')
+# Fields added later: a saved config without one had this value.
+ADDED_FIELDS = {'steps_per_dispatch': 1}
 NOT_COMPARED_PREFIXES = ('report.',)  # a report config's description of itself (title, seeds).
 
 
@@ -108,7 +113,7 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
   """'field: old -> new' for every (dotted) field that differs, ignoring NOT_COMPARED."""
   flat = lambda d: {k: v for k, v in flat_hparams(ml_collections.ConfigDict(d)).items()
                     if k not in NOT_COMPARED and not k.startswith(NOT_COMPARED_PREFIXES)}
-  old, new = flat(old), flat(new)
+  old, new = {**ADDED_FIELDS, **flat(old)}, {**ADDED_FIELDS, **flat(new)}
   return [f'{k}: {old.get(k, "(absent)")!r} -> {new.get(k, "(absent)")!r}'
           for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 

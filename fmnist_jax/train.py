@@ -92,12 +92,14 @@ def train_step(state: state_lib.TrainState, totals: metrics.Metrics, images, lab
 def compile_train_step(config, model, state, totals, images, labels, perm, rng, mesh):
   """AOT-compiles the train step, vmapped over the seed axis of state, totals, perm and rng.
 
-  Returns (step, seconds); step(state, totals, bad, images, labels, perm, i, rng) -> (state,
-  totals, bad). `bad` (int32, one per seed, -1 while all is well) records the first optimizer
+  Returns ({k: step}, seconds) for k in {1, config.steps_per_dispatch};
+  step(state, totals, bad, images, labels, perm, i, rng) -> (state, totals, bad) runs the k
+  optimizer steps on batches i .. i+k-1 in one program (a lax.scan when k > 1). `bad` (int32, one per seed, -1 while all is well) records the first optimizer
   step whose loss was not finite, so a NaN is reported with its step without a sync per step.
   The images and labels are shared by all seeds.
   """
   t0 = time.perf_counter()
+  steps_per_dispatch = config.get('steps_per_dispatch', 1)
   trainable = models.trainable_mask(model, state_lib.take_seed(state.params, 0))
   one = functools.partial(train_step, batch_size=config.batch_size, augment_cfg=config.augment,
                           mesh=mesh, trainable=trainable)
@@ -109,10 +111,22 @@ def compile_train_step(config, model, state, totals, images, labels, perm, rng, 
         first_nonfinite_step)
     return new_state, new_totals, first_nonfinite_step
 
-  step = jax.jit(jax.vmap(step, in_axes=(0, 0, 0, None, None, 0, None, 0)),
-                 donate_argnums=(0, 1, 2))
+  def steps(k, state, totals, first_nonfinite_step, images, labels, perm, i, rng):
+    """k consecutive steps (batches i .. i+k-1) in one program."""
+    if k == 1:
+      return step(state, totals, first_nonfinite_step, images, labels, perm, i, rng)
+    def body(carry, j):
+      return step(*carry, images, labels, perm, i + j, rng), None
+    carry, _ = jax.lax.scan(body, (state, totals, first_nonfinite_step), jnp.arange(k))
+    return carry
+
   none_yet = parallel.replicate(no_nonfinite_step(len(rng)), mesh)
-  compiled = step.lower(state, totals, none_yet, images, labels, perm, np.int32(0), rng).compile()
+  compiled = {}
+  for k in sorted({1, steps_per_dispatch}):
+    fn = jax.jit(jax.vmap(functools.partial(steps, k), in_axes=(0, 0, 0, None, None, 0, None, 0)),
+                 donate_argnums=(0, 1, 2))
+    compiled[k] = fn.lower(state, totals, none_yet, images, labels, perm, np.int32(0),
+                           rng).compile()
   return compiled, time.perf_counter() - t0
 
 
@@ -294,18 +308,22 @@ def _train_epoch(loop: _Loop, state, best, totals, epoch: int, first: int, epoch
                       f'epoch {epoch}/{loop.config.num_epochs}')
   if bar is not None:
     bar.update(first)
-  for i in range(first, loop.steps_per_epoch):
-    state, totals, first_nonfinite_step = loop.compiled_step(
+  k_max = max(loop.compiled_step)
+  i = first
+  while i < loop.steps_per_epoch:
+    k = k_max if i + k_max <= loop.steps_per_epoch else 1  # the epoch's tail one by one
+    state, totals, first_nonfinite_step = loop.compiled_step[k](
         state, totals, first_nonfinite_step, loop.images, loop.labels, perm, np.int32(i),
         loop.rngs)
-    loop.report_progress((epoch - 1) * loop.steps_per_epoch + i + 1)
+    i += k
+    loop.report_progress((epoch - 1) * loop.steps_per_epoch + i)
     if bar is not None:
-      bar.update()
+      bar.update(k)
     if stop.signum is not None:
-      meta.update(epoch_steps_done=i + 1, epoch_seconds_done=time.perf_counter() - epoch_start)
-      step = (epoch - 1) * loop.steps_per_epoch + i + 1
+      meta.update(epoch_steps_done=i, epoch_seconds_done=time.perf_counter() - epoch_start)
+      step = (epoch - 1) * loop.steps_per_epoch + i
       checkpoint.save(loop.mngr, step, {'state': state, 'best': best, 'totals': totals}, meta)
-      print(f'\nStopped by signal {stop.signum} at step {i + 1} of epoch {epoch}; saved the '
+      print(f'\nStopped by signal {stop.signum} at step {i} of epoch {epoch}; saved the '
             f'checkpoint at step {step}. Run the same command to continue.', flush=True)
       loop.writer.flush()
       raise SystemExit(128 + stop.signum)

@@ -49,7 +49,7 @@ if jax.device_count() > 1:
     totals = parallel.replicate(state_lib.empty_totals(1), m)
     im, lb, pm = parallel.replicate(data, m)
     key = parallel.replicate(jax.vmap(jax.random.key)(jnp.array([0])), m)
-    step, _ = train.compile_train_step(sgd, model, state, totals, im, lb, pm, key, m)
+    step = train.compile_train_step(sgd, model, state, totals, im, lb, pm, key, m)[0][1]
     state, _, _ = step(state, totals, parallel.replicate(train.no_nonfinite_step(1), m), im, lb, pm,
                        np.int32(0), key)
     after.append([np.asarray(a) for a in jax.tree_util.tree_leaves(state.variables)])

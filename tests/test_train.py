@@ -17,6 +17,7 @@ from fmnist_jax import config_check
 from fmnist_jax import evaluate
 from fmnist_jax import input_pipeline
 from fmnist_jax import metrics
+from fmnist_jax import parallel
 from fmnist_jax import state as state_lib
 from fmnist_jax import train
 
@@ -196,3 +197,35 @@ def test_train_and_evaluate_end_to_end_on_synthetic_data(tmp_path, monkeypatch):
   strip = lambda h: [{k: v for k, v in e.items() if 'seconds' not in k} for e in h]
   assert strip(again['history']) == strip(first['history'])
   assert again['test_accuracy'] == first['test_accuracy']
+
+
+@pytest.mark.parametrize('num_seeds', [1, 2])
+def test_k_steps_per_dispatch_equal_k_single_steps(num_seeds):
+  """config.steps_per_dispatch=k (a lax.scan over k steps) gives the parameters of k steps."""
+  config = default.get_config()
+  config.update(model='mlp', batch_size=32, num_seeds=num_seeds, steps_per_dispatch=4)
+  config.augment.update(flip=True, shift=0.1)  # the step's rngs must line up too
+  model = state_lib.create_model(config)
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.integers(0, 256, (256, 28, 28, 1), dtype=np.uint8))
+  labels = jnp.asarray(rng.integers(0, 10, (256,), dtype=np.int32))
+  perm = jnp.stack([jnp.asarray(rng.permutation(256), jnp.int32)] * num_seeds)
+  keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds))
+  start = (state_lib.create_train_states(config, model, 8), state_lib.empty_totals(num_seeds),
+           train.no_nonfinite_step(num_seeds))
+  fresh = lambda: jax.tree_util.tree_map(jnp.copy, start)  # the step donates its inputs
+  mesh = parallel.create_mesh()
+  compiled, _ = train.compile_train_step(config, model, *fresh()[:2], images, labels, perm, keys,
+                                         mesh)
+  assert sorted(compiled) == [1, 4]
+  one = fresh()
+  for i in range(8):
+    one = compiled[1](*one, images, labels, perm, np.int32(i), keys)
+  four = fresh()
+  for i in (0, 4):
+    four = compiled[4](*four, images, labels, perm, np.int32(i), keys)
+  assert int(four[0].step[0]) == int(one[0].step[0]) == 8
+  for a, b in zip(jax.tree_util.tree_leaves(one[0].params),
+                  jax.tree_util.tree_leaves(four[0].params)):
+    np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+  np.testing.assert_allclose(one[1].loss.total, four[1].loss.total, rtol=1e-6)
