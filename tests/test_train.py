@@ -199,6 +199,7 @@ def test_train_and_evaluate_end_to_end_on_synthetic_data(tmp_path, monkeypatch):
   assert again['test_accuracy'] == first['test_accuracy']
 
 
+@pytest.mark.slow  # compiling the scan takes about half a minute on 2 cores
 @pytest.mark.parametrize('num_seeds', [1, 2])
 def test_k_steps_per_dispatch_equal_k_single_steps(num_seeds):
   """config.steps_per_dispatch=k (a lax.scan over k steps) gives the parameters of k steps."""
