@@ -1,6 +1,9 @@
 """fmnist_jax: MLP, CNN and BN-CNN on Fashion-MNIST with JAX, Flax, Optax, tfds, Orbax and CLU."""
 from setuptools import find_packages, setup
 
+_TENSORFLOW = ['tensorflow-cpu>=2.16; platform_system == "Linux"',
+               'tensorflow>=2.16; platform_system != "Linux"']
+
 setup(
     name='fmnist_jax',
     version='0.1.0',
@@ -23,15 +26,17 @@ setup(
         'orbax-checkpoint>=0.11.10,<0.13',  # preservation policies (latest N + best).
         'scikit-learn>=1.3',  # classification report and confusion matrix.
         'scipy>=1.11',  # t-intervals and Welch's t-test across seeds (experiments/).
-        'tensorboard>=2.16',  # clu's TensorBoard writer imports it.
-        # tfds' as_dataset needs TensorFlow; it only reads data, JAX does the compute.
-        'tensorflow-cpu>=2.16; platform_system == "Linux"',
-        'tensorflow>=2.16; platform_system != "Linux"',
+        'tensorboard>=2.16',  # TensorBoard events (fmnist_jax/writers.py), with or without TF.
+        # Split strings, key hashing and registered checksums; without TensorFlow the archives are
+        # read with numpy in tfds' order (config.data_source), so TensorFlow is optional.
         'tensorflow-datasets>=4.9.7,<5',
         'tqdm>=4.60',
     ],
     extras_require={
-        'test': ['pytest>=8', 'h5py>=3.10'],  # h5py: writing Keras' legacy weight layout.
+        # tfds' prepared copy and clu's own TensorBoard writer (data_source='tfds'); the tests
+        # compare both paths, so they need it.
+        'tensorflow': _TENSORFLOW,
+        'test': ['pytest>=8', 'h5py>=3.10', *_TENSORFLOW],  # h5py: Keras' legacy weight layout.
         # Only for `python -m fmnist_jax.benchmark --compare` (Keras 3 comes with TensorFlow).
         # On a CPU-only machine install the CPU build first, e.g. `pip install torch==2.13.0`.
         'compare': ['torch>=2.3'],

@@ -21,6 +21,9 @@ from fmnist_jax import cli  # pylint: disable=g-import-not-at-top,wrong-import-p
 from fmnist_jax import errors  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fmnist_jax import config_check  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fmnist_jax import state as state_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fmnist_jax import results as results_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def load_config(path: str, overrides: list[str] = (), validate: bool = True):
@@ -45,7 +48,7 @@ def load_config(path: str, overrides: list[str] = (), validate: bool = True):
     except (TypeError, ValueError) as e:
       raise errors.ConfigError(f'--set {item!r}: {e}') from None
   if validate:
-    train.validate_config(config)
+    config_check.validate_config(config)
   return config
 
 
@@ -70,7 +73,7 @@ def seed_runs(config, workdir: str, sequential: bool = True):
   One seed, or several vmapped: one run in `workdir`. Several one after another: a run per seed in
   `workdir`/seed_<s>.
   """
-  all_seeds = train.seeds(config)
+  all_seeds = state_lib.seeds(config)
   if not sequential or len(all_seeds) == 1:
     label = (f'seed_{all_seeds[0]}' if len(all_seeds) == 1
              else f'seeds_{all_seeds[0]}-{all_seeds[-1]}')
@@ -93,7 +96,7 @@ def _read_json(path: str):
 def finished_run(run_dir: str, config, record: str | None = None) -> dict | None:
   """results.json of a finished run of `config` in `run_dir`, else of its record file, else None.
 
-  A run or record made under another config (fields other than train.NOT_COMPARED) is not used.
+  A run or record made under another config (fields other than config_check.NOT_COMPARED) is not used.
   """
   wanted = json.loads(config.to_json_best_effort())
   for results, used_config in (
@@ -102,7 +105,7 @@ def finished_run(run_dir: str, config, record: str | None = None) -> dict | None
       ((_read_json(record) or {}).get('results') if record else None,
        lambda: _read_json(record)['config'])):
     if (results is not None and results['epochs'] >= config.num_epochs
-        and not train.config_differences(used_config(), wanted)):
+        and not config_check.config_differences(used_config(), wanted)):
       return results
   return None
 
@@ -157,7 +160,7 @@ def run_seeds(config, workdir: str, sequential: bool = False, finished_only: boo
                             'validation_accuracy', 'validation_loss')} for r in runs]
   merged = dict(runs[0], per_seed=per, seed=[r['seed'] for r in per],
                 best_epoch=[r['best_epoch'] for r in per])
-  merged.update(train.seed_means(per))
+  merged.update(results_lib.seed_means(per))
   merged['train_seconds'] = sum(r['train_seconds'] for r in runs)
   merged['train_images_per_second'] = float(np.mean([r['train_images_per_second'] for r in runs]))
   merged['history'] = _merge_histories([r['history'] for r in runs])
@@ -184,7 +187,7 @@ def per_seed(results: dict, key: str) -> list[float]:
 def validation_curves(results: dict) -> list[list[float]]:
   """Per seed, the validation accuracy of every epoch."""
   n = len(results['per_seed']) if 'per_seed' in results else 1
-  return [[h['validation_accuracy'] for h in train.seed_history(results['history'], k)]
+  return [[h['validation_accuracy'] for h in results_lib.seed_history(results['history'], k)]
           for k in range(n)]
 
 

@@ -35,6 +35,7 @@ from fmnist_jax import errors
 from fmnist_jax import pretrained
 from fmnist_jax import reporting
 from fmnist_jax import train
+from fmnist_jax import config_check
 
 REPORT_CONFIGS = sorted(p for p in glob.glob(os.path.join(common.ROOT, 'configs/reports/*.py'))
                         if not os.path.basename(p).startswith('_'))
@@ -103,7 +104,7 @@ def plan(args) -> list[dict]:
         config.backbone.weights = 'random'
         workdir += '_random_backbone'
         name += '_random_backbone'
-    train.validate_config(config)
+    config_check.validate_config(config)
     rows.append({'name': name, 'path': path, 'config': config, 'report_epochs': report_epochs,
                  'workdir': workdir})
   return rows

@@ -20,6 +20,7 @@ from fmnist_jax import errors
 
 from fmnist_jax import evaluate
 from fmnist_jax import input_pipeline
+from fmnist_jax import checkpoint
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
@@ -86,7 +87,7 @@ def main(argv=None):
   winner = rows[0]
 
   # The only read of the test split: the winner's best variables.
-  _, model, variables, history, best_epoch = evaluate.load_best(winner['workdir'])
+  _, model, variables, history, best_epoch = checkpoint.load_best(winner['workdir'])
   test = input_pipeline.load(base, which=('test',))['test']
   report_dir = os.path.join(args.output, 'winner_test')
   os.makedirs(report_dir, exist_ok=True)

@@ -27,6 +27,8 @@ from fmnist_jax import evaluate
 from fmnist_jax import models
 from fmnist_jax import parallel
 from fmnist_jax import train
+from fmnist_jax import config_check
+from fmnist_jax import state as state_lib
 
 DEFAULT_CONFIG = 'configs/default.py'
 config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Base config; model is set per row.')
@@ -35,6 +37,8 @@ flags.DEFINE_integer('batch_size', 128, 'Training batch size.')
 flags.DEFINE_integer('steps', 200, 'Timed training steps per measurement.')
 flags.DEFINE_integer('warmup', 20, 'Untimed steps before each measurement.')
 flags.DEFINE_integer('eval_images', 10000, 'Images per evaluation measurement.')
+flags.DEFINE_integer('steps_per_dispatch', 1, 'Optimizer steps per dispatch (lax.scan); see '
+                     'config.steps_per_dispatch.')
 flags.DEFINE_integer('num_seeds', 1, 'Also time this many seeds trained together (vmapped).')
 flags.DEFINE_bool('compare', False, 'Also time PyTorch and Keras (pip install -e .[compare]).')
 flags.DEFINE_string('output', 'benchmark.json', 'Where to write the JSON results.')
@@ -58,37 +62,40 @@ def time_training(config, augment: dict, steps: int, warmup: int):
   config.augment.update(augment)
   mesh = parallel.create_mesh()
   batch = config.batch_size
-  n = batch * 16
+  k = config.steps_per_dispatch
+  n = batch * 16 * k
   rng = np.random.default_rng(0)
   images, labels, perm = parallel.replicate(
       (rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
        rng.integers(0, 10, (n,)).astype(np.int32), np.arange(n, dtype=np.int32)), mesh)
-  model = train.create_model(config)
-  state = parallel.replicate(train.create_train_states(config, model, steps), mesh)
-  num_seeds = len(train.seeds(config))
-  totals = parallel.replicate(train.empty_totals(num_seeds), mesh)
+  model = state_lib.create_model(config)
+  state = parallel.replicate(state_lib.create_train_states(config, model, steps), mesh)
+  num_seeds = len(state_lib.seeds(config))
+  totals = parallel.replicate(state_lib.empty_totals(num_seeds), mesh)
   perm = jax.numpy.stack([perm] * num_seeds)
-  key = jax.vmap(jax.random.key)(jax.numpy.array(train.seeds(config)))
-  step, compile_seconds = train.compile_train_step(config, state, totals, images, labels, perm,
-                                                   key, mesh)
+  key = jax.vmap(jax.random.key)(jax.numpy.array(state_lib.seeds(config)))
+  compiled, compile_seconds = train.compile_train_step(config, model, state, totals, images,
+                                                       labels, perm, key, mesh)
+  step = compiled[k]  # k optimizer steps per dispatch
+  bad = parallel.replicate(train.no_nonfinite_step(num_seeds), mesh)
 
-  bad = parallel.replicate(train.no_bad_step(num_seeds), mesh)
-
-  def run(k):
+  def run(dispatches):
     nonlocal state, totals, bad
-    for i in range(k):
-      state, totals, bad = step(state, totals, bad, images, labels, perm, np.int32(i % 16), key)
+    for d in range(dispatches):
+      state, totals, bad = step(state, totals, bad, images, labels, perm,
+                                np.int32(d % 16 * k), key)
     jax.block_until_ready(totals)
 
-  run(warmup)
+  run(-(-warmup // k))
+  dispatches = -(-steps // k)
   t0 = time.perf_counter()
-  run(steps)
-  return compile_seconds, steps * batch * num_seeds / (time.perf_counter() - t0)
+  run(dispatches)
+  return compile_seconds, dispatches * k * batch * num_seeds / (time.perf_counter() - t0)
 
 
 def time_evaluation(config, num_images: int) -> float:
-  model = train.create_model(config)
-  variables = train.create_train_state(config, model, 1).variables
+  model = state_lib.create_model(config)
+  variables = state_lib.create_train_state(config, model, 1).variables
   rng = np.random.default_rng(0)
   ev = evaluate.Evaluator(model, rng.integers(0, 256, (num_images, 28, 28, 1), dtype=np.uint8),
                           rng.integers(0, 10, (num_images,)).astype(np.int32),
@@ -103,6 +110,7 @@ def benchmark_model(base, name: str) -> dict:
   config = ml_collections.ConfigDict(base.to_dict())
   config.model = name
   config.batch_size = FLAGS.batch_size
+  config.steps_per_dispatch = FLAGS.steps_per_dispatch
   if name == 'mobilenetv2_transfer':  # the speed does not depend on the backbone's values.
     config.backbone = ml_collections.ConfigDict({'weights': 'random', 'unfreeze_blocks': 0})
   own = {k: config.augment[k] for k in NO_AUGMENT}
@@ -112,6 +120,7 @@ def benchmark_model(base, name: str) -> dict:
   row = {
       'model': name,
       'batch_size': config.batch_size,
+      'steps_per_dispatch': config.steps_per_dispatch,
       'steps': FLAGS.steps,
       'compile_seconds': compile_s,
       'train_images_per_second': own_ips,
@@ -179,13 +188,13 @@ def check_flags(argv) -> None:
   if unknown or not FLAGS.models:
     raise errors.UserError(f'--models={",".join(FLAGS.models)}: unknown model(s) {unknown}; '
                            f'choose from {",".join(sorted(models.MODELS))}.')
-  for name in ('batch_size', 'steps', 'eval_images', 'num_seeds'):
+  for name in ('batch_size', 'steps', 'eval_images', 'num_seeds', 'steps_per_dispatch'):
     if FLAGS[name].value < 1:
       raise errors.UserError(f'--{name}={FLAGS[name].value}: it must be at least 1.')
   if FLAGS.warmup < 0:
     raise errors.UserError(f'--warmup={FLAGS.warmup}: it must be 0 or more.')
   cli.check_output_file(FLAGS.output, '--output')
-  train.validate_config(FLAGS.config)
+  config_check.validate_config(FLAGS.config)
 
 
 def main(argv):

@@ -7,17 +7,22 @@ altered files) is moved to `corrupt_checkpoints/` and the previous one is used.
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from typing import Any
 
 from absl import logging
+import ml_collections
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
 from fmnist_jax import errors
+from fmnist_jax import results
+from fmnist_jax import state as state_lib
+from fmnist_jax import workdir as workdir_lib
 
-BEST_METRIC = 'validation_accuracy'
+BEST_METRIC = results.BEST_METRIC
 NOT_RANKED = -1.0  # the metric of a mid-epoch checkpoint: never "best".
 
 
@@ -90,6 +95,20 @@ def restore_latest(workdir: str, keep: int, abstract_item: Any):
   return mngr, None, None, None
 
 
-def best_epoch(history: list[dict[str, Any]]) -> int:
-  """The epoch whose variables are evaluated on test: the best validation accuracy, earliest first."""
-  return max(history, key=lambda h: h[BEST_METRIC])['epoch']
+def load_best(workdir: str, seed_index: int = 0):
+  """(config, model, variables, history, best_epoch) of a workdir's best variables for one seed.
+
+  The best variables of every seed travel in each checkpoint, so the latest one is read.
+  """
+  config_path = os.path.join(workdir_lib.check(workdir, must_hold_run=True), 'config.json')
+  with open(config_path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  model = state_lib.create_model(config)
+  _, step, ckpt, meta = restore_latest(
+      workdir, config.keep_checkpoints, state_lib.checkpoint_item(config, model, 1))
+  if step is None:
+    raise errors.WorkdirError(f'--workdir {workdir!r} holds no checkpoint yet: its run has not '
+                              'finished an epoch. Train first (or wait for the first epoch).')
+  history = results.seed_history(meta['history'], seed_index)
+  return (config, model, state_lib.take_seed(ckpt['best'], seed_index), history,
+          results.best_epoch(history))

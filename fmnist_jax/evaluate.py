@@ -1,36 +1,22 @@
-"""Evaluation of a model on a whole split held on the device, in fixed-size padded batches.
-
-(No `from __future__ import annotations` here: clu reads the metric annotations as classes.)
-"""
+"""Evaluation of a model on a whole split held on the device, in fixed-size padded batches, and the
+`evaluate` command (the best checkpoint of a workdir on its test split)."""
 
 import functools
 import json
 import os
 from typing import Any
 
-from clu import metrics
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
+from fmnist_jax import checkpoint
 from fmnist_jax import errors
 from fmnist_jax import input_pipeline
+from fmnist_jax import metrics
 from fmnist_jax import models
 from fmnist_jax import parallel
 from fmnist_jax import reporting
-
-
-@flax.struct.dataclass
-class Metrics(metrics.Collection):
-  loss: metrics.Average.from_output('loss')
-  accuracy: metrics.Accuracy
-
-
-def batch_metrics(logits, labels, mask=None) -> Metrics:
-  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  return Metrics.single_from_model_output(loss=loss, logits=logits, labels=labels, mask=mask)
 
 
 class Evaluator:
@@ -63,7 +49,7 @@ class Evaluator:
     for i in range(self.num_batches):
       sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
       logits = self.logits(variables, i)
-      m = batch_metrics(logits, self.labels[sl], self.mask[sl])
+      m = metrics.batch_metrics(logits, self.labels[sl], self.mask[sl])
       total = m if total is None else total.merge(m)
       probs.append(jax.nn.softmax(logits))
     probs = np.asarray(jnp.concatenate(probs))[:self.num_examples]
@@ -90,32 +76,9 @@ def report_on_test(model, variables, test: dict[str, np.ndarray], batch_size: in
   return {'accuracy': report['accuracy'], 'loss': metrics_['loss']}
 
 
-def load_best(workdir: str, seed_index: int = 0):
-  """(config, model, variables, history, best_epoch) of a workdir's best variables for one seed.
-
-  The best variables of every seed travel in each checkpoint, so the latest one is read.
-  """
-  import ml_collections  # pylint: disable=g-import-not-at-top
-  from fmnist_jax import checkpoint, train  # pylint: disable=g-import-not-at-top
-  from fmnist_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top
-  config_path = os.path.join(workdir_lib.check(workdir, must_hold_run=True), 'config.json')
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  model = train.create_model(config)
-  _, step, ckpt, meta = checkpoint.restore_latest(
-      workdir, config.keep_checkpoints,
-      train.checkpoint_item(config, model, steps_per_epoch=1, load_pretrained=False))
-  if step is None:
-    raise errors.WorkdirError(f'--workdir {workdir!r} holds no checkpoint yet: its run has not '
-                              'finished an epoch. Train first (or wait for the first epoch).')
-  history = train.seed_history(meta['history'], seed_index)
-  return (config, model, train.take_seed(ckpt['best'], seed_index), history,
-          checkpoint.best_epoch(history))
-
-
 def evaluate_workdir(workdir: str) -> dict[str, float]:
   """Re-evaluates the best checkpoint of a run on its test split and rewrites the report files."""
-  config, model, variables, history, best = load_best(workdir)
+  config, model, variables, history, best = checkpoint.load_best(workdir)
   test = input_pipeline.load(config, which=('test',))['test']
   result = report_on_test(model, variables, test, config.eval_batch_size, workdir, history)
   print(f'{config.model} (best checkpoint, epoch {best}): test accuracy {result["accuracy"]:.4f}, '

@@ -11,6 +11,7 @@ Preparation order (once per `data_dir`):
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 import shutil
@@ -39,11 +40,31 @@ DataUnavailableError = errors.DataUnavailableError
 DataDamagedError = errors.DataDamagedError
 
 
-def _import_tfds():
-  # tfds imports TensorFlow; keep it out of module import so `--help` and config errors stay fast.
+def have_tensorflow() -> bool:
+  """Whether TensorFlow is installed (tfds' `as_dataset` and preparation need it); imports nothing.
+
+  FMNIST_JAX_NO_TENSORFLOW=1 takes the TensorFlow-free paths even where it is installed.
+  """
+  if os.environ.get('FMNIST_JAX_NO_TENSORFLOW') == '1':
+    return False
+  try:
+    return importlib.util.find_spec('tensorflow') is not None
+  except (ImportError, ValueError):
+    return False
+
+
+def _import_tensorflow():
   os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   tf.config.set_visible_devices([], 'GPU')  # TF must not grab accelerator memory JAX needs.
+  return tf
+
+
+def _import_tfds():
+  # Kept out of module import so `--help` and config errors stay fast. tfds itself imports without
+  # TensorFlow (its split parsing, hashing and registered checksums need none).
+  if have_tensorflow():
+    _import_tensorflow()  # first, to hide the GPU from it before tfds imports it lazily.
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   return tfds
 
@@ -187,7 +208,7 @@ def load_split(builder, split: str, official_order: bool = False) -> dict[str, n
   reproducing earlier runs.
   """
   tfds = _import_tfds()
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top  (imported by tfds already)
+  tf = _import_tensorflow()
   expected = builder.info.splits[split].num_examples
   try:
     data = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
@@ -201,6 +222,94 @@ def load_split(builder, split: str, official_order: bool = False) -> dict[str, n
   out = {'image': np.asarray(data['image'], np.uint8),
          'label': np.asarray(data['label'], np.int32),
          'index': official_indices(builder, split)}
+  if official_order:
+    order = np.argsort(out['index'], kind='stable')
+    out = {k: v[order] for k, v in out.items()}
+  return out
+
+
+# Without TensorFlow: the four archives read with gzip and numpy, in tfds' order.
+
+_ARCHIVES = {'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz'),
+             'test': ('t10k-images-idx3-ubyte.gz', 't10k-labels-idx1-ubyte.gz')}
+
+
+def archive_paths(data_dir: str, archives_dir: str) -> dict[str, str]:
+  """file name -> a verified copy of each original archive, fetched or rebuilt if needed.
+
+  Looked for in <data_dir>/fashion_mnist_archives (verified copies kept from an earlier run), then
+  rebuilt from `archives_dir` (Debian's), then downloaded from tfds' registered URLs; every one is
+  checked against tfds' registered size and sha256 and renamed into place only when it matches.
+  """
+  tfds = _import_tfds()
+  builder = tfds.builder(DATASET, data_dir=os.path.expanduser(data_dir))  # registered checksums
+  infos = {i.filename: (url, i) for url, i in builder.url_infos.items()}
+  store = os.path.join(os.path.expanduser(data_dir), 'fashion_mnist_archives')
+  os.makedirs(store, exist_ok=True)
+  paths = {}
+  for name, (url, info) in sorted(infos.items()):
+    path = os.path.join(store, name)
+    if not (os.path.isfile(path) and os.path.getsize(path) == info.size):
+      tmp = path + '.tmp'
+      local = os.path.join(os.path.expanduser(archives_dir), name)
+      if os.path.isfile(local):
+        rebuild_archive(local, tmp)
+      elif host_reachable(url):
+        import urllib.request  # pylint: disable=g-import-not-at-top
+        urllib.request.urlretrieve(url, tmp)
+      else:
+        raise DataUnavailableError(
+            f'{name} is neither in {archives_dir!r} nor downloadable ({url} did not answer). '
+            'Install the Debian package (`apt-get install dataset-fashion-mnist`), point '
+            '--config.archives_dir at a folder holding the four *-ubyte.gz archives, or give '
+            'this machine internet access.')
+      if sha256(tmp) != info.checksum:
+        os.remove(tmp)
+        raise DataUnavailableError(f'{name} from {local if os.path.isfile(local) else url} is '
+                                   'truncated or altered (its sha256 is not the registered one); '
+                                   'reinstall or download it again.')
+      os.replace(tmp, path)
+    paths[name] = path
+  return paths
+
+
+def _read_archive(images_path: str, labels_path: str) -> tuple[np.ndarray, np.ndarray]:
+  import gzip  # pylint: disable=g-import-not-at-top
+  with gzip.open(images_path, 'rb') as f:
+    data = f.read()
+  n, rows, cols = (int.from_bytes(data[4 * i:4 * i + 4], 'big') for i in (1, 2, 3))
+  images = np.frombuffer(data, np.uint8, offset=16).reshape(n, rows, cols, 1)
+  with gzip.open(labels_path, 'rb') as f:
+    labels = np.frombuffer(f.read(), np.uint8, offset=8).astype(np.int32)
+  return images, labels
+
+
+def tfds_order(split: str, n: int) -> np.ndarray:
+  """The archive index of each example of a tfds-prepared split, in tfds' stored order.
+
+  tfds stores a split sorted by the hash of each example's key, and fashion_mnist's key is the
+  example's index in its archive (tests check this against the prepared tfds copy).
+  """
+  from tensorflow_datasets.core import hashing  # pylint: disable=g-import-not-at-top
+  _import_tfds()
+  return np.array(sorted(range(n), key=hashing.Hasher(split).hash_key), np.int64)
+
+
+def load_split_from_archives(data_dir: str, archives_dir: str, split: str,
+                             official_order: bool = False) -> dict[str, np.ndarray]:
+  """`load_split` without TensorFlow: the same images, labels and indices in the same order."""
+  paths = archive_paths(data_dir, archives_dir)
+  parts, cache = [], {}
+  for name, start, stop in split_ranges(split):
+    if name not in cache:
+      images, labels = _read_archive(*(paths[f] for f in _ARCHIVES[name]))
+      order = tfds_order(name, len(labels))
+      cache[name] = (images[order], labels[order], order)
+    images, labels, order = cache[name]
+    parts.append((images[start:stop], labels[start:stop], order[start:stop]))
+  out = {'image': np.concatenate([p[0] for p in parts]),
+         'label': np.concatenate([p[1] for p in parts]),
+         'index': np.concatenate([p[2] for p in parts])}
   if official_order:
     order = np.argsort(out['index'], kind='stable')
     out = {k: v[order] for k, v in out.items()}
@@ -223,6 +332,11 @@ def load(config: Any, which: tuple[str, ...] = ('train', 'validation', 'test')
   aside to <version dir>.damaged-<time> and prepared again, once; never is a partial split used.
   """
   splits = {name: config[f'{name}_split'] for name in which if config[f'{name}_split']}
+  source = config.get('data_source', 'auto')
+  if source == 'archives' or (source == 'auto' and not have_tensorflow()):
+    return {name: load_split_from_archives(config.data_dir, config.archives_dir, split,
+                                           official_order=name == 'test')
+            for name, split in splits.items()}
   builder = prepare(config.data_dir, config.archives_dir)
   try:
     return {name: load_split(builder, split, official_order=name == 'test')

@@ -13,48 +13,15 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-NUM_CLASSES = 10
+from fmnist_jax import ops
+
+NUM_CLASSES = ops.NUM_CLASSES
 
 
-def _quarters(x):
-  """The four 2x2-window positions, in XLA's row-major window order; odd edges dropped (VALID)."""
-  h, w = x.shape[1] // 2 * 2, x.shape[2] // 2 * 2
-  x = x[:, :h, :w]
-  return [x[:, i::2, j::2] for i in (0, 1) for j in (0, 1)]
 
 
-@jax.custom_vjp
-def max_pool_2x2(x):
-  """`nn.max_pool(x, (2, 2), strides=(2, 2))` with the same values and gradients, much faster on CPU.
-
-  XLA lowers max-pool's gradient to select_and_scatter, which took 36 of the 70 ms of a CNN train
-  step at batch 128 on a 2-core CPU (profiled). Here the gradient is four masked selects; ties go
-  to the first maximum in window order, exactly as select_and_scatter does (tested).
-  """
-  a, b, c, d = _quarters(x)
-  return jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
 
 
-def _max_pool_fwd(x):
-  y = max_pool_2x2(x)
-  return y, (x, y)
-
-
-def _max_pool_bwd(res, g):
-  x, y = res
-  taken = jnp.zeros(y.shape, bool)
-  parts = []
-  for q in _quarters(x):
-    first = (q == y) & ~taken
-    taken = taken | first
-    parts.append(jnp.where(first, g, jnp.zeros_like(g)))
-  n, h, w, c = y.shape
-  gx = jnp.stack(parts).reshape(2, 2, n, h, w, c).transpose(2, 3, 0, 4, 1, 5)
-  gx = gx.reshape(n, 2 * h, 2 * w, c)
-  return (jnp.pad(gx, ((0, 0), (0, x.shape[1] - 2 * h), (0, x.shape[2] - 2 * w), (0, 0))),)
-
-
-max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)
 
 
 class MLP(nn.Module):
@@ -86,11 +53,8 @@ class CNN(nn.Module):
     for features in (32, 64):
       x = nn.Conv(features, (3, 3), padding='VALID', dtype=self.dtype)(x)
       x = nn.relu(x)
-      x = max_pool_2x2(x)
-    x = x.reshape((x.shape[0], -1))
-    x = nn.relu(nn.Dense(128, dtype=self.dtype)(x))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(NUM_CLASSES, dtype=self.dtype)(x)
+      x = ops.max_pool_2x2(x)
+    return ops.classifier_head(x, (128,), self.dropout_rate, train, self.dtype)
 
 
 class BNCNN(nn.Module):
@@ -111,11 +75,8 @@ class BNCNN(nn.Module):
       x = nn.Conv(features, (3, 3), padding='VALID', dtype=self.dtype)(x)
       x = norm()(nn.relu(x))
       if i < 2:
-        x = max_pool_2x2(x)
-    x = x.reshape((x.shape[0], -1))
-    x = nn.relu(nn.Dense(128, dtype=self.dtype)(x))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(NUM_CLASSES, dtype=self.dtype)(x)
+        x = ops.max_pool_2x2(x)
+    return ops.classifier_head(x, (128,), self.dropout_rate, train, self.dtype)
 
 
 class SmallCNN(nn.Module):
@@ -131,11 +92,8 @@ class SmallCNN(nn.Module):
     for i, features in enumerate((32, 64, 64)):
       x = nn.relu(nn.Conv(features, (3, 3), padding='VALID', dtype=self.dtype)(x))
       if i < 2:
-        x = max_pool_2x2(x)
-    x = x.reshape((x.shape[0], -1))
-    x = nn.relu(nn.Dense(64, dtype=self.dtype)(x))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(NUM_CLASSES, dtype=self.dtype)(x)
+        x = ops.max_pool_2x2(x)
+    return ops.classifier_head(x, (64,), self.dropout_rate, train, self.dtype)
 
 
 class VGGCNN(nn.Module):
@@ -160,13 +118,9 @@ class VGGCNN(nn.Module):
         if self.batch_norm:
           x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
                            dtype=self.dtype)(x)
-      x = max_pool_2x2(x)
+      x = ops.max_pool_2x2(x)
       x = nn.Dropout(self.conv_dropout_rate, deterministic=not train)(x)
-    x = x.reshape((x.shape[0], -1))
-    for width in self.hidden:
-      x = nn.relu(nn.Dense(width, dtype=self.dtype)(x))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(NUM_CLASSES, dtype=self.dtype)(x)
+    return ops.classifier_head(x, self.hidden, self.dropout_rate, train, self.dtype)
 
 
 class TorchCNN(nn.Module):
@@ -182,11 +136,8 @@ class TorchCNN(nn.Module):
   def __call__(self, x, train: bool = False):
     for features in (32, 64):
       x = nn.relu(nn.Conv(features, (3, 3), padding='SAME', dtype=self.dtype)(x))
-    x = max_pool_2x2(x)
-    x = x.reshape((x.shape[0], -1))
-    x = nn.relu(nn.Dense(128, dtype=self.dtype)(x))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(NUM_CLASSES, dtype=self.dtype)(x)
+    x = ops.max_pool_2x2(x)
+    return ops.classifier_head(x, (128,), self.dropout_rate, train, self.dtype)
 
 
 # (expansion, output channels, repeats, first stride) of MobileNetV2's inverted residual blocks.
@@ -210,46 +161,11 @@ def mobilenetv2_unit(layer: str) -> int:
 MOBILENETV2_UNITS = 19
 
 
-def _tap(x, i: int, j: int, s: int):
-  """x[:, s*a + i, s*b + j] for every output position (a, b) of a 3x3 'VALID' window, stride s."""
-  h, w = (x.shape[1] - 3) // s + 1, (x.shape[2] - 3) // s + 1
-  return x[:, i:i + s * (h - 1) + 1:s, j:j + s * (w - 1) + 1:s]
 
 
-def _taps(x, k, s: int):
-  """sum_ij x[s*a + i, s*b + j] * k[i, j]: a 3x3 depthwise 'VALID' convolution with stride s."""
-  return sum(_tap(x, i, j, s) * k[i, j] for i in range(3) for j in range(3))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def depthwise_conv3x3(x, k, s: int):
-  """3x3 depthwise convolution of an already padded x (N, H, W, C) with k (3, 3, C), stride s.
 
-  Nine multiply-adds instead of XLA's grouped convolution, which ran MobileNetV2's depthwise
-  layers 10 times slower on our 2-core CPU; the input gradient is the same nine taps over the
-  (stride-dilated, padded) output gradient with the kernel flipped, since XLA's own gradient of
-  the strided slices ran 8 times slower than the forward pass (both measured).
-  """
-  return _taps(x, k, s)
-
-
-def _depthwise_fwd(x, k, s):
-  return _taps(x, k, s), (x, k)
-
-
-def _depthwise_bwd(s, res, g):
-  x, k = res
-  (_, hx, wx, _), (_, h, w, _) = x.shape, g.shape
-  zero = jnp.zeros((), g.dtype)
-  g_dilated = jax.lax.pad(g, zero, [(0, 0, 0), (2, hx - s * (h - 1) - 1, s - 1),
-                                    (2, wx - s * (w - 1) - 1, s - 1), (0, 0, 0)])
-  gx = _taps(g_dilated, k[::-1, ::-1], 1)
-  gk = jnp.stack([jnp.stack([(_tap(x, i, j, s) * g).sum((0, 1, 2)) for j in range(3)])
-                  for i in range(3)])
-  return gx, gk.astype(k.dtype)
-
-
-depthwise_conv3x3.defvjp(_depthwise_fwd, _depthwise_bwd)
 
 
 class DepthwiseConv3x3(nn.Module):
@@ -263,7 +179,7 @@ class DepthwiseConv3x3(nn.Module):
   @nn.compact
   def __call__(self, x):
     kernel = self.param('kernel', nn.initializers.lecun_normal(), (3, 3, 1, x.shape[-1]))
-    return depthwise_conv3x3(x.astype(self.dtype), kernel[:, :, 0].astype(self.dtype),
+    return ops.depthwise_conv3x3(x.astype(self.dtype), kernel[:, :, 0].astype(self.dtype),
                              self.strides)
 
 
@@ -336,10 +252,7 @@ class MobileNetV2Transfer(nn.Module):
                          'bilinear')
     x = nn.relu(nn.Conv(3, (3, 3), padding='SAME', dtype=self.dtype, name='adapter')(x))
     x = MobileNetV2(dtype=self.dtype, name='backbone')(x, train=False)
-    x = x.reshape((x.shape[0], -1))
-    x = nn.relu(nn.Dense(128, dtype=self.dtype)(x))
-    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(NUM_CLASSES, dtype=self.dtype)(x)
+    return ops.classifier_head(x, (128,), self.dropout_rate, train, self.dtype)
 
 
 MODELS: dict[str, Callable[..., nn.Module]] = {

@@ -18,6 +18,7 @@ from fmnist_jax import cli
 from fmnist_jax import errors
 from fmnist_jax import evaluate
 from fmnist_jax import input_pipeline
+from fmnist_jax import checkpoint
 
 flags.DEFINE_string('workdir', None, 'A training workdir; its best checkpoint is used.')
 flags.DEFINE_enum('invert', 'auto', ['auto', 'always', 'never'],
@@ -46,7 +47,7 @@ def load_image(path: str, invert: str = 'auto') -> np.ndarray:
 
 def predict_files(workdir: str, files: list[str], invert: str = 'auto') -> list[dict]:
   """One entry per file, in order: the class and top 3, or an error naming the reason."""
-  config, model, variables, _, _ = evaluate.load_best(workdir)
+  config, model, variables, _, _ = checkpoint.load_best(workdir)
   entries, images = [], []
   for path in files:
     try:

@@ -94,6 +94,8 @@ def _find_backbone(model):
 @functools.lru_cache(maxsize=2)
 def keras_layer_weights(path: str) -> dict[str, tuple[np.ndarray, ...]]:
   """{Keras layer name: its weights in Keras' order} of the MobileNetV2 in `path`."""
+  if not input_pipeline.have_tensorflow():
+    os.environ.setdefault('KERAS_BACKEND', 'jax')  # Keras 3 reads the files without TensorFlow.
   import keras  # pylint: disable=g-import-not-at-top
   if path.endswith('.keras'):
     backbone = _find_backbone(keras.saving.load_model(path, compile=False))
@@ -147,9 +149,11 @@ def looks_trained(layer_weights: dict[str, tuple[np.ndarray, ...]]) -> bool:
   return any(np.any(w[2] != 0) or np.any(w[3] != 1) for w in stats)
 
 
-def describe(weights: str) -> dict[str, Any]:
-  """What results.json says of the backbone: the file, its hash, and whether it is pretrained."""
-  path = resolve(weights)
+def describe(weights: str, path: str | None) -> dict[str, Any]:
+  """What results.json says of the backbone: the file, its hash, and whether it is pretrained.
+
+  `path`: resolve(weights), done once per run.
+  """
   if path is None:
     return {'weights': weights, 'pretrained': False, 'file': None, 'sha256': None}
   return {'weights': weights, 'pretrained': looks_trained(keras_layer_weights(path)),

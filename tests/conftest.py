@@ -35,3 +35,19 @@ def small_config(data_dir):
   config.schedule = 'constant'
   config.progress_bar = 'off'
   return config
+
+
+# The fast tier (`pytest -m "not slow"`, for editing) leaves out every test on the real data set
+# (it asks for one of these fixtures) and those marked slow by hand (subprocesses, Keras models).
+REAL_DATA_FIXTURES = {'data_dir', 'builder', 'small_config'}
+
+
+def pytest_configure(config):
+  config.addinivalue_line('markers', 'slow: real data, subprocesses or Keras; left out of the '
+                          'fast tier (pytest -m "not slow")')
+
+
+def pytest_collection_modifyitems(items):
+  for item in items:
+    if REAL_DATA_FIXTURES & set(getattr(item, 'fixturenames', ())):
+      item.add_marker(pytest.mark.slow)

@@ -4,9 +4,12 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow
 def test_benchmark_writes_every_figure(tmp_path):
   out = tmp_path / 'bench.json'
   cmd = [sys.executable, '-m', 'fmnist_jax.benchmark', '--models=mlp', '--steps=3',
@@ -25,22 +28,23 @@ def test_benchmark_writes_every_figure(tmp_path):
   assert '| mlp |' in run.stdout  # the printed table
 
 
+@pytest.mark.slow  # XLA compiles bfloat16 slowly on a CPU (about 20 s)
 def test_bfloat16_model_trains_with_float32_loss():
   import jax
   import jax.numpy as jnp
   import numpy as np
   from configs import default
-  from fmnist_jax import evaluate, train
+  from fmnist_jax import metrics, state as state_lib, train
   config = default.get_config()
   config.update(model='bn_cnn', dtype='bfloat16')
-  model = train.create_model(config)
-  state = train.create_train_state(config, model, 10)
+  model = state_lib.create_model(config)
+  state = state_lib.create_train_state(config, model, 10)
   assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(state.params))
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (64, 28, 28, 1), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, (64,), dtype=np.int32))
   new, totals = jax.jit(lambda s: train.train_step(
-      s, evaluate.Metrics.empty(), images, labels, jnp.arange(64), 0, jax.random.key(0),
+      s, metrics.Metrics.empty(), images, labels, jnp.arange(64), 0, jax.random.key(0),
       batch_size=64, augment_cfg=config.augment))(state)
   assert np.isfinite(float(totals.compute()['loss']))
   assert int(new.step) == 1

@@ -6,6 +6,8 @@ import pytest
 
 from fmnist_jax import input_pipeline
 
+pytestmark = pytest.mark.slow  # subprocesses, real data or Keras models: the full tier only
+
 
 def test_rebuilt_archives_match_tfds_checksums(builder, tmp_path):
   # The sha256 and sizes are tfds' own registered values for fashion_mnist.

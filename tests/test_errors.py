@@ -14,6 +14,8 @@ from configs import default
 from fmnist_jax import errors
 from fmnist_jax import input_pipeline
 
+pytestmark = pytest.mark.slow  # subprocesses, real data or Keras models: the full tier only
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -18,8 +18,12 @@ from configs.reports import keras_mobilenetv2_90_31_transfer as transfer_config
 from fmnist_jax import checkpoint
 from fmnist_jax import input_pipeline
 from fmnist_jax import models
+from fmnist_jax import ops
 from fmnist_jax import pretrained
 from fmnist_jax import train
+from fmnist_jax import state as state_lib
+
+pytestmark = pytest.mark.slow  # subprocesses, real data or Keras models: the full tier only
 
 
 @pytest.mark.parametrize('size,stride', [(26, 1), (9, 1), (49, 2), (50, 2)])
@@ -29,7 +33,7 @@ def test_depthwise_conv_matches_xla_grouped_conv_and_its_gradients(size, stride)
   ref = lambda x, k: jax.lax.conv_general_dilated(
       x, k, (stride, stride), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'),
       feature_group_count=5)
-  ours = lambda x, k: models.depthwise_conv3x3(x, k[:, :, 0], stride)
+  ours = lambda x, k: ops.depthwise_conv3x3(x, k[:, :, 0], stride)
   y_ref, vjp_ref = jax.vjp(ref, x, kernel)
   y, vjp = jax.vjp(ours, x, kernel)
   g = jax.random.normal(jax.random.key(2), y_ref.shape)
@@ -116,12 +120,12 @@ def test_a_weight_file_of_another_model_is_refused(tmp_path):
 def test_transfer_config_has_the_reports_parameter_counts():
   config = transfer_config.get_config()
   config.backbone.weights = 'random'
-  model = train.create_model(config)
+  model = state_lib.create_model(config)
   variables = models.init_variables(model, jax.random.key(0))
   assert models.count_params(variables) == 3_733_992  # params + BatchNorm statistics, as Keras
   assert models.count_trainable(model, variables['params']) == 1_476_008
   config.backbone.unfreeze_blocks = models.MOBILENETV2_UNITS
-  unfrozen = train.create_model(config)
+  unfrozen = state_lib.create_model(config)
   assert models.count_trainable(unfrozen, variables['params']) == models.count_params(
       variables['params'])
 
@@ -146,10 +150,10 @@ def test_training_keeps_the_frozen_backbone_and_records_the_weight_file(
       'weights': keras_weight_file, 'pretrained': True, 'file': keras_weight_file,
       'sha256': input_pipeline.sha256(keras_weight_file)}
   assert results['num_trainable_params'] == 1_476_008 + 1280 * 320 + 2 * 1280
-  model = train.create_model(config)
+  model = state_lib.create_model(config)
   mngr = checkpoint.manager(str(tmp_path), 3)
-  item, _ = checkpoint.restore(mngr, mngr.latest_step(), train.checkpoint_item(config, model, 1))
-  state = train.take_seed(item['state'], 0)
+  item, _ = checkpoint.restore(mngr, mngr.latest_step(), state_lib.checkpoint_item(config, model, 1))
+  state = state_lib.take_seed(item['state'], 0)
   fresh = models.init_variables(model, jax.random.key(config.seed))
   loaded, loaded_stats = pretrained.to_flax(pretrained.keras_layer_weights(keras_weight_file),
                                             fresh['params']['backbone'],

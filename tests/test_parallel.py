@@ -14,6 +14,9 @@ sys.path.insert(0, {root!r})
 import jax, numpy as np
 from configs import default
 from fmnist_jax import parallel, train
+from fmnist_jax import state as state_lib
+
+pytestmark = pytest.mark.slow  # subprocesses, real data or Keras models: the full tier only
 config = default.get_config()
 config.update(model='bn_cnn', data_dir={data_dir!r}, train_split='train[:1280]',
               validation_split='train[59000:]', test_split='test[:1000]', num_epochs=2,
@@ -35,19 +38,19 @@ if jax.device_count() > 1:
   sgd = default.get_config()
   sgd.update(model='bn_cnn', optimizer='sgd', learning_rate=0.05)
   sgd.augment.update(flip=True, shift=0.1)
-  model = train.create_model(sgd)
+  model = state_lib.create_model(sgd)
   rng = np.random.default_rng(0)
   data = (rng.integers(0, 256, (512, 28, 28, 1), dtype=np.uint8),
           rng.integers(0, 10, 512).astype(np.int32), np.arange(512, dtype=np.int32)[None])
   after = []
   for devices in (jax.devices()[:1], jax.devices()):
     m = parallel.create_mesh(devices)
-    state = parallel.replicate(train.create_train_states(sgd, model, 10), m)
-    totals = parallel.replicate(train.empty_totals(1), m)
+    state = parallel.replicate(state_lib.create_train_states(sgd, model, 10), m)
+    totals = parallel.replicate(state_lib.empty_totals(1), m)
     im, lb, pm = parallel.replicate(data, m)
     key = parallel.replicate(jax.vmap(jax.random.key)(jnp.array([0])), m)
-    step, _ = train.compile_train_step(sgd, state, totals, im, lb, pm, key, m)
-    state, _, _ = step(state, totals, parallel.replicate(train.no_bad_step(1), m), im, lb, pm,
+    step = train.compile_train_step(sgd, model, state, totals, im, lb, pm, key, m)[0][1]
+    state, _, _ = step(state, totals, parallel.replicate(train.no_nonfinite_step(1), m), im, lb, pm,
                        np.int32(0), key)
     after.append([np.asarray(a) for a in jax.tree_util.tree_leaves(state.variables)])
   out['one_step_max_abs_diff'] = max(float(np.abs(a - b).max()) for a, b in zip(*after))

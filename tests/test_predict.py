@@ -13,6 +13,8 @@ from fmnist_jax import input_pipeline
 from fmnist_jax import predict
 from fmnist_jax import train
 
+pytestmark = pytest.mark.slow  # subprocesses, real data or Keras models: the full tier only
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

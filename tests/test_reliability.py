@@ -14,6 +14,8 @@ import pytest
 
 from configs import default
 from fmnist_jax import checkpoint
+from fmnist_jax import errors
+from fmnist_jax import state as state_lib
 from fmnist_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -31,6 +33,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ('--config.augment.blur=1.0', 'config.augment'),
     ('--config.batch_size=130', 'config.batch_size'),  # 4 devices below
 ])
+@pytest.mark.slow
 def test_bad_config_exits_before_loading_or_compiling(override, field, tmp_path):
   env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4',
              JAX_PLATFORMS='cpu')
@@ -60,7 +63,7 @@ def test_workdir_with_another_config_is_refused_then_allowed(small_config, tmp_p
   train.train_and_evaluate(small_config, workdir)
   small_config.learning_rate = 0.01
   small_config.num_epochs = 2
-  with pytest.raises(train.ConfigMismatchError) as e:
+  with pytest.raises(errors.ConfigMismatchError) as e:
     train.train_and_evaluate(small_config, workdir)
   assert 'learning_rate: 0.001 -> 0.01' in str(e.value) and 'num_epochs: 1 -> 2' in str(e.value)
   small_config.progress_bar = 'on'  # not compared: it does not change the numbers.
@@ -161,9 +164,9 @@ def _start_and_signal(workdir, data_dir, sig):
 def _final_variables(workdir):
   config = default.get_config()
   config.model = 'cnn'
-  model = train.create_model(config)
+  model = state_lib.create_model(config)
   mngr = checkpoint.manager(str(workdir), 3)
-  item, _ = checkpoint.restore(mngr, mngr.latest_step(), train.checkpoint_item(config, model, 1))
+  item, _ = checkpoint.restore(mngr, mngr.latest_step(), state_lib.checkpoint_item(config, model, 1))
   return jax.tree_util.tree_leaves((item['state'].params, item['state'].opt_state, item['best']))
 
 

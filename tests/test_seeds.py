@@ -7,6 +7,8 @@ import pytest
 
 from fmnist_jax import evaluate
 from fmnist_jax import train
+from fmnist_jax import config_check
+from fmnist_jax import checkpoint
 
 
 @pytest.mark.parametrize('model', ['mlp', 'cnn'])
@@ -36,7 +38,7 @@ def test_vmapped_seeds_match_standalone_runs(small_config, tmp_path, model):
     # Each seed's report lands in its own folder, and load_best picks that seed's variables.
     report = json.load(open(tmp_path / 'together' / f'seed_{seed}' / 'classification_report.json'))
     assert report['accuracy'] == mine['test_accuracy']
-    *_, history, best = evaluate.load_best(str(tmp_path / 'together'), seed_index=k)
+    *_, history, best = checkpoint.load_best(str(tmp_path / 'together'), seed_index=k)
     assert best == mine['best_epoch'] and len(history) == small_config.num_epochs
 
 
@@ -60,4 +62,4 @@ def test_num_seeds_must_be_a_positive_integer():
   config = default.get_config()
   config.num_seeds = 0
   with pytest.raises(ValueError, match='config.num_seeds=0'):
-    train.validate_config(config)
+    config_check.validate_config(config)

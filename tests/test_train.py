@@ -13,7 +13,12 @@ import pytest
 
 from configs import default
 from fmnist_jax import checkpoint
+from fmnist_jax import config_check
 from fmnist_jax import evaluate
+from fmnist_jax import input_pipeline
+from fmnist_jax import metrics
+from fmnist_jax import parallel
+from fmnist_jax import state as state_lib
 from fmnist_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -23,8 +28,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_train_step_lowers_loss(name):
   config = default.get_config()
   config.model = name
-  model = train.create_model(config)
-  state = train.create_train_state(config, model, steps_per_epoch=10)
+  model = state_lib.create_model(config)
+  state = state_lib.create_train_state(config, model, steps_per_epoch=10)
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (64, 28, 28, 1), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, (64,), dtype=np.int32))
@@ -34,7 +39,7 @@ def test_train_step_lowers_loss(name):
       augment_cfg=config.augment))
   losses = []
   for _ in range(40):
-    state, totals = step(state, evaluate.Metrics.empty(), 0)
+    state, totals = step(state, metrics.Metrics.empty(), 0)
     losses.append(float(totals.compute()['loss']))
   assert int(state.step) == 40
   assert losses[-1] < 0.5 * losses[0], losses
@@ -46,7 +51,7 @@ def test_optimizers_and_schedules(optimizer, schedule):
   config = default.get_config()
   config.optimizer, config.schedule, config.num_epochs = optimizer, schedule, 4
   config.learning_rate, config.weight_decay = 0.1, 1e-4
-  tx = train.create_optimizer(config, steps_per_epoch=10)
+  tx = state_lib.create_optimizer(config, steps_per_epoch=10)
   params = {'w': jnp.ones(3)}
   opt_state = tx.init(params)
   sizes = []
@@ -70,22 +75,22 @@ def test_bad_config_names_the_field(field, value):
   config = default.get_config()
   config[field] = value
   with pytest.raises(ValueError, match=f'config.*{field.split("_")[0]}'):
-    train.validate_config(config)
+    config_check.validate_config(config)
 
 
 def test_unknown_augmentation_key():
   config = default.get_config()
   config.augment.blur = 1.0
   with pytest.raises(ValueError, match="config.augment=\\['blur'\\]"):
-    train.validate_config(config)
+    config_check.validate_config(config)
 
 
 def _final_params(workdir, config):
-  model = train.create_model(config)
+  model = state_lib.create_model(config)
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
   ckpt, _ = checkpoint.restore(mngr, mngr.latest_step(),
-                               train.checkpoint_item(config, model, steps_per_epoch=1))
-  return train.take_seed(ckpt['state'], 0)
+                               state_lib.checkpoint_item(config, model, steps_per_epoch=1))
+  return state_lib.take_seed(ckpt['state'], 0)
 
 
 def test_resume_continues_identically(small_config, tmp_path):
@@ -164,3 +169,64 @@ def test_cli_end_to_end_on_a_real_slice(data_dir, tmp_path):
   assert again.returncode == 0
   assert 'nothing to train' in again.stderr and 'epoch   1/' not in again.stdout
   assert json.load(open(os.path.join(workdir, 'results.json'))) == results
+
+
+def _synthetic_data(config, which=('train', 'validation', 'test')):
+  """Random images in place of Fashion-MNIST: the fast tier's stand-in for input_pipeline.load."""
+  rng = np.random.default_rng(0)
+  sizes = {'train': 512, 'validation': 200, 'test': 300}
+  return {name: {'image': rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
+                 'label': rng.integers(0, 10, (n,)).astype(np.int32),
+                 'index': np.arange(n)} for name, n in sizes.items() if name in which}
+
+
+def test_train_and_evaluate_end_to_end_on_synthetic_data(tmp_path, monkeypatch):
+  monkeypatch.setattr(input_pipeline, 'load', _synthetic_data)
+  config = default.get_config()
+  config.update(model='mlp', num_epochs=2, batch_size=64, progress_bar='off',
+                data_dir=str(tmp_path / 'unused'))
+  first = train.train_and_evaluate(config, str(tmp_path / 'a'))
+  assert first['epochs'] == 2 and len(first['history']) == 2
+  assert first['best_epoch'] in (1, 2) and 0 <= first['test_accuracy'] <= 1
+  for name in ('results.json', 'config.json', 'classification_report.md', 'curves.png'):
+    assert (tmp_path / 'a' / name).exists(), name
+  assert list((tmp_path / 'a').glob('events.out.tfevents.*'))
+  # A finished workdir only reports; the same seed elsewhere gives the same numbers.
+  assert train.train_and_evaluate(config, str(tmp_path / 'a'))['history'] == first['history']
+  again = train.train_and_evaluate(config, str(tmp_path / 'b'))
+  strip = lambda h: [{k: v for k, v in e.items() if 'seconds' not in k} for e in h]
+  assert strip(again['history']) == strip(first['history'])
+  assert again['test_accuracy'] == first['test_accuracy']
+
+
+@pytest.mark.slow  # compiling the scan takes about half a minute on 2 cores
+@pytest.mark.parametrize('num_seeds', [1, 2])
+def test_k_steps_per_dispatch_equal_k_single_steps(num_seeds):
+  """config.steps_per_dispatch=k (a lax.scan over k steps) gives the parameters of k steps."""
+  config = default.get_config()
+  config.update(model='mlp', batch_size=32, num_seeds=num_seeds, steps_per_dispatch=4)
+  config.augment.update(flip=True, shift=0.1)  # the step's rngs must line up too
+  model = state_lib.create_model(config)
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.integers(0, 256, (256, 28, 28, 1), dtype=np.uint8))
+  labels = jnp.asarray(rng.integers(0, 10, (256,), dtype=np.int32))
+  perm = jnp.stack([jnp.asarray(rng.permutation(256), jnp.int32)] * num_seeds)
+  keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds))
+  start = (state_lib.create_train_states(config, model, 8), state_lib.empty_totals(num_seeds),
+           train.no_nonfinite_step(num_seeds))
+  fresh = lambda: jax.tree_util.tree_map(jnp.copy, start)  # the step donates its inputs
+  mesh = parallel.create_mesh()
+  compiled, _ = train.compile_train_step(config, model, *fresh()[:2], images, labels, perm, keys,
+                                         mesh)
+  assert sorted(compiled) == [1, 4]
+  one = fresh()
+  for i in range(8):
+    one = compiled[1](*one, images, labels, perm, np.int32(i), keys)
+  four = fresh()
+  for i in (0, 4):
+    four = compiled[4](*four, images, labels, perm, np.int32(i), keys)
+  assert int(four[0].step[0]) == int(one[0].step[0]) == 8
+  for a, b in zip(jax.tree_util.tree_leaves(one[0].params),
+                  jax.tree_util.tree_leaves(four[0].params)):
+    np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+  np.testing.assert_allclose(one[1].loss.total, four[1].loss.total, rtol=1e-6)

@@ -1,0 +1,131 @@
+"""Config checks that run before anything is loaded, downloaded or compiled (pure: they only look).
+
+`validate_config` names the first bad field and what is allowed; `config_differences` says how a
+workdir's saved config differs from a new one (what may not change when resuming).
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import jax
+import ml_collections
+
+from fmnist_jax import augment
+from fmnist_jax import errors
+from fmnist_jax import input_pipeline
+from fmnist_jax import models
+
+OPTIMIZERS = ('adam', 'adamw', 'sgd')
+SCHEDULES = ('constant', 'cosine', 'step')
+DTYPES = ('float32', 'bfloat16')  # bfloat16: mixed precision for accelerators (state.DTYPES).
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Fails on a bad field before any data is loaded or anything is compiled."""
+  def bad(field, value, allowed):
+    raise errors.ConfigError(f'config.{field}={value!r} is invalid; {allowed}.')
+  if config.model not in models.MODELS:
+    bad('model', config.model, f'choose one of {sorted(models.MODELS)}')
+  if config.optimizer not in OPTIMIZERS:
+    bad('optimizer', config.optimizer, f'choose one of {list(OPTIMIZERS)}')
+  if config.schedule not in SCHEDULES:
+    bad('schedule', config.schedule, f'choose one of {list(SCHEDULES)}')
+  for field in ('learning_rate', 'num_epochs', 'batch_size', 'eval_batch_size', 'keep_checkpoints'):
+    if not config[field] > 0:
+      bad(field, config[field], 'it must be positive')
+  ranges = {}
+  for field in ('train_split', 'validation_split', 'test_split'):
+    if field == 'test_split' and not config.test_split:
+      continue  # '' skips the test evaluation (sweep trials).
+    try:
+      ranges[field] = input_pipeline.split_ranges(config[field])
+    except ValueError as e:
+      bad(field, config[field], f'{e} Use tfds split syntax such as "train[:90%]" or '
+          '"train[54000:]"')
+    wanted = 'test' if field == 'test_split' else 'train'
+    if any(split != wanted for split, _, _ in ranges[field]):
+      bad(field, config[field], f"it must only take from '{wanted}'" + (
+          ' (the test split is only for the final evaluation)' if wanted == 'train' else ''))
+  overlap = [(a, b) for a in ranges['train_split'] for b in ranges['validation_split']
+             if max(a[1], b[1]) < min(a[2], b[2])]
+  if overlap:
+    (_, a0, a1), (_, b0, b1) = overlap[0]
+    bad('validation_split', config.validation_split,
+        f'it overlaps config.train_split={config.train_split!r} (train images '
+        f'{max(a0, b0)}..{min(a1, b1) - 1}); validation must be held out of training')
+  unknown = set(config.augment.keys()) - set(augment.KEYS)
+  if unknown:
+    bad('augment', sorted(unknown), f'known keys are {list(augment.KEYS)}')
+  if config.batch_size % jax.device_count() or config.eval_batch_size % jax.device_count():
+    bad('batch_size/eval_batch_size', (config.batch_size, config.eval_batch_size),
+        f'both must be divisible by the {jax.device_count()} devices the batch is split over')
+  if config.dtype not in DTYPES:
+    bad('dtype', config.dtype, f'choose one of {list(DTYPES)}')
+  if not (isinstance(config.get('num_seeds', 1), int) and config.get('num_seeds', 1) >= 1):
+    bad('num_seeds', config.get('num_seeds'), 'it must be a positive integer')
+  k = config.get('steps_per_dispatch', 1)
+  if not (isinstance(k, int) and k >= 1):
+    bad('steps_per_dispatch', k, 'it must be a positive integer')
+  if config.get('data_source', 'auto') not in ('auto', 'tfds', 'archives'):
+    bad('data_source', config.data_source, "choose 'auto', 'tfds' or 'archives'")
+  if config.get('data_source') == 'tfds' and not input_pipeline.have_tensorflow():
+    bad('data_source', 'tfds', "TensorFlow is not installed; use 'auto' or 'archives' (the same "
+        'images in the same order, read without TensorFlow)')
+  _check_data_dir(config.data_dir, bad)
+  if config.progress_bar not in ('auto', 'on', 'off'):
+    bad('progress_bar', config.progress_bar, "choose 'auto', 'on' or 'off'")
+  if config.model == 'mobilenetv2_transfer':
+    backbone = config.get('backbone')
+    if backbone is None:
+      bad('backbone', None, 'mobilenetv2_transfer needs a config.backbone block with weights and '
+          'unfreeze_blocks (see configs/reports/keras_mobilenetv2_90_31_transfer.py)')
+    if not (isinstance(backbone.unfreeze_blocks, int)
+            and 0 <= backbone.unfreeze_blocks <= models.MOBILENETV2_UNITS):
+      bad('backbone.unfreeze_blocks', backbone.unfreeze_blocks,
+          f'it must be an integer from 0 (frozen) to {models.MOBILENETV2_UNITS} (all trainable)')
+
+
+def _check_data_dir(data_dir: str, bad) -> None:
+  """tfds prepares Fashion-MNIST in data_dir: it must be (or be creatable as) a writable folder."""
+  path = os.path.abspath(os.path.expanduser(data_dir))
+  if os.path.exists(path) and not os.path.isdir(path):
+    bad('data_dir', data_dir, 'it is a file; give a folder where tfds can prepare Fashion-MNIST')
+  existing = path
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    bad('data_dir', data_dir, f'{existing} is a file, so the folder cannot be created')
+  if not os.path.isdir(os.path.join(path, input_pipeline.DATASET)) and not os.access(
+      existing, os.W_OK | os.X_OK):
+    bad('data_dir', data_dir, f'{existing} is not writable, so Fashion-MNIST cannot be prepared '
+        'there; give a folder you can write to')
+
+
+# Fields that do not change what is computed; a workdir may be resumed with other values.
+NOT_COMPARED = ('progress_bar', 'report_every_steps', 'data_dir', 'archives_dir', 'data_source')
+# Fields added later: a saved config without one had this value.
+ADDED_FIELDS = {'steps_per_dispatch': 1}
+NOT_COMPARED_PREFIXES = ('report.',)  # a report config's description of itself (title, seeds).
+
+
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+  """'field: old -> new' for every (dotted) field that differs, ignoring NOT_COMPARED."""
+  flat = lambda d: {k: v for k, v in flat_hparams(ml_collections.ConfigDict(d)).items()
+                    if k not in NOT_COMPARED and not k.startswith(NOT_COMPARED_PREFIXES)}
+  old, new = {**ADDED_FIELDS, **flat(old)}, {**ADDED_FIELDS, **flat(new)}
+  return [f'{k}: {old.get(k, "(absent)")!r} -> {new.get(k, "(absent)")!r}'
+          for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+
+
+def flat_hparams(config) -> dict[str, Any]:
+  """Dotted field -> value (TensorBoard hparams and config comparison)."""
+  flat = {}
+  def walk(d, prefix=''):
+    for k, v in d.items():
+      if isinstance(v, dict):
+        walk(v, f'{prefix}{k}.')
+      else:
+        flat[prefix + k] = v if isinstance(v, (int, float, str, bool)) else str(v)
+  walk(config.to_dict())
+  return flat

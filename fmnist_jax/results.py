@@ -1,0 +1,136 @@
+"""What a run reports: its history entries, results.json (one seed or several), the summary line.
+
+results.json holds seed 0's figures at the top level (or, with several seeds, their means and
+sample standard deviations, with each seed's own under 'per_seed'), the epoch history and the
+timing; `experiments/` merges one-seed runs into the same form.
+"""
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import jax
+import numpy as np
+
+from fmnist_jax import models
+from fmnist_jax import pretrained
+
+BEST_METRIC = 'validation_accuracy'  # which epoch's variables are evaluated on test
+
+
+def best_epoch(history: list[dict[str, Any]]) -> int:
+  """The epoch whose variables are evaluated on test: the best validation accuracy, earliest first."""
+  return max(history, key=lambda h: h[BEST_METRIC])['epoch']
+
+
+def epoch_entry(epoch, train_metrics, val_metrics, images, train_seconds, seconds):
+  """A history entry: seed means at top level, each seed's values under 'per_seed' if N > 1."""
+  per_seed = {
+      'train_loss': [float(v) for v in train_metrics['loss']],
+      'train_accuracy': [float(v) for v in train_metrics['accuracy']],
+      'validation_loss': [m['loss'] for m in val_metrics],
+      'validation_accuracy': [m['accuracy'] for m in val_metrics],
+  }
+  entry = {'epoch': epoch, **{k: float(np.mean(v)) for k, v in per_seed.items()},
+           'train_images': images, 'train_seconds': train_seconds, 'seconds': seconds}
+  if len(val_metrics) > 1:
+    entry['per_seed'] = per_seed
+  return entry
+
+
+def seed_history(history: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
+  """Seed k's own history (the form of a single-seed run) from a multi-seed one."""
+  out = []
+  for h in history:
+    h = dict(h)
+    for key, values in h.pop('per_seed', {}).items():
+      h[key] = values[k]
+    out.append(h)
+  return out
+
+
+def seed_results(history, test_metrics, seed) -> dict[str, Any]:
+  best = best_epoch(history)
+  entry = history[best - 1]
+  return {
+      'seed': seed,
+      'best_epoch': best,
+      'test_accuracy': test_metrics['accuracy'],
+      'test_loss': test_metrics['loss'],
+      'validation_accuracy': entry['validation_accuracy'],
+      'validation_loss': entry['validation_loss'],
+  }
+
+
+def build(config, model, variables, weights: str | None, history, meta,
+          per_seed) -> dict[str, Any]:
+  """results.json: seed 0's figures at top level; with several seeds their means, stds and each."""
+  train_images = sum(h['train_images'] for h in history)
+  train_time = sum(h['train_seconds'] for h in history)
+  results = {
+      'model': config.model,
+      'num_params': models.count_params(variables),
+      'num_trainable_params': models.count_trainable(model, variables['params']),
+      'epochs': len(history),
+      **per_seed[0],
+      'train_seconds': sum(h['seconds'] for h in history),
+      # Images of all seeds together.
+      'train_images_per_second': train_images * len(per_seed) / train_time,
+      'compile_seconds': meta['compile_seconds'],
+      'backend': jax.default_backend(),
+      'devices': [str(d) for d in jax.devices()],
+      'history': history,
+  }
+  if config.model == 'mobilenetv2_transfer':
+    results['backbone'] = pretrained.describe(config.backbone.weights, weights)
+  if len(per_seed) > 1:
+    results.update(seed_means(per_seed))
+    results['seed'] = [r['seed'] for r in per_seed]
+    results['best_epoch'] = [r['best_epoch'] for r in per_seed]
+    results['per_seed'] = per_seed
+  return results
+
+
+def seed_means(per_seed: list[dict[str, Any]]) -> dict[str, float]:
+  """Means over seeds of the final metrics, with the sample standard deviation (ddof=1) beside."""
+  out = {}
+  for key in ('test_accuracy', 'test_loss', 'validation_accuracy', 'validation_loss'):
+    if per_seed[0][key] is not None:  # test metrics are None when the test split was skipped
+      values = np.array([r[key] for r in per_seed])
+      out[key], out[key + '_std'] = float(values.mean()), float(values.std(ddof=1))
+  return out
+
+
+def summary_line(results: dict[str, Any]) -> str:
+  model = results['model']
+  if 'backbone' in results:
+    model += (' (pretrained backbone)' if results['backbone']['pretrained']
+              else ' (random backbone, NOT pretrained)')
+  if results['test_accuracy'] is None:
+    return (f'{model}: validation accuracy {results["validation_accuracy"]:.4f} '
+            f'(no test split evaluated), {results["epochs"]} epochs, '
+            f'{results["train_seconds"]:.0f} s')
+  if 'per_seed' in results:
+    return (f'{model}: test accuracy {results["test_accuracy"]:.4f} ± '
+            f'{results["test_accuracy_std"]:.4f} over {len(results["per_seed"])} seeds '
+            f'({", ".join("%.4f" % r["test_accuracy"] for r in results["per_seed"])}), '
+            f'validation accuracy {results["validation_accuracy"]:.4f} ± '
+            f'{results["validation_accuracy_std"]:.4f}, {results["epochs"]} epochs, '
+            f'{results["train_images_per_second"]:.0f} train images/s (all seeds), '
+            f'{results["train_seconds"]:.0f} s')
+  return (f'{model}: test accuracy {results["test_accuracy"]:.4f}, test loss '
+          f'{results["test_loss"]:.4f} (best validation epoch {results["best_epoch"]} of '
+          f'{results["epochs"]}, validation accuracy {results["validation_accuracy"]:.4f}), '
+          f'{results["train_images_per_second"]:.0f} train images/s, '
+          f'{results["train_seconds"]:.0f} s')
+
+
+def write_json(path: str, obj: Any) -> None:
+  """Writes through a temporary file so a reader never sees half a file (process 0 only)."""
+  if jax.process_index() != 0:
+    return
+  tmp = path + '.tmp'
+  with open(tmp, 'w') as f:
+    json.dump(obj, f, indent=2)
+  os.replace(tmp, path)

@@ -1,0 +1,130 @@
+"""The training state of one or several seeds: model, optimizer, stacked states, checkpoint item.
+
+Seeds: `config.num_seeds=N` stacks the states of seeds `seed .. seed+N-1` along a leading axis, and
+the train step is vmapped over it; seed s of such a run starts exactly as a run of seed s alone.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import optax
+
+from fmnist_jax import metrics
+from fmnist_jax import models
+from fmnist_jax import pretrained
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}  # config.dtype -> compute dtype
+
+
+class TrainState(train_state.TrainState):
+  batch_stats: Any
+
+  @property
+  def variables(self) -> dict[str, Any]:
+    if self.batch_stats:
+      return {'params': self.params, 'batch_stats': self.batch_stats}
+    return {'params': self.params}
+
+
+def create_model(config):
+  """The config's architecture (built once per run)."""
+  kwargs = {'dtype': DTYPES[config.dtype]}
+  if config.dropout_rate >= 0:
+    kwargs['dropout_rate'] = config.dropout_rate
+  if config.model == 'mobilenetv2_transfer':
+    kwargs['unfreeze_blocks'] = config.backbone.unfreeze_blocks
+  return models.create_model(config.model, **kwargs)
+
+
+def create_optimizer(config, steps_per_epoch: int,
+                     model=None) -> optax.GradientTransformation:
+  """The config's optimizer; with a `model` that freezes parameters, those get no updates."""
+  tx = _optimizer(config, steps_per_epoch)
+  if model is None or not hasattr(model, 'trainable'):
+    return tx
+  labels = lambda params: jax.tree_util.tree_map(
+      lambda t: 'train' if t else 'frozen', models.trainable_mask(model, params))
+  return optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()}, labels)
+
+
+def _optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
+  total = config.num_epochs * steps_per_epoch
+  warmup = int(config.warmup_epochs * steps_per_epoch)
+  lr = config.learning_rate
+  if config.schedule == 'cosine':
+    schedule = optax.cosine_decay_schedule(lr, max(total - warmup, 1))
+  elif config.schedule == 'step':
+    schedule = optax.piecewise_constant_schedule(
+        lr, {int(b * total) - warmup: config.step_decay for b in config.step_boundaries})
+  else:
+    schedule = optax.constant_schedule(lr)
+  if warmup:
+    schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), schedule], [warmup])
+  if config.optimizer == 'sgd':
+    return optax.sgd(schedule, momentum=config.momentum)
+  if config.optimizer == 'adamw':
+    return optax.adamw(schedule, weight_decay=config.weight_decay)
+  return optax.adam(schedule)
+
+
+def backbone_weights(config) -> str | None:
+  """The weight file a MobileNetV2 backbone starts from, resolved (and downloaded) once per run.
+
+  None for other models and for config.backbone.weights='random'.
+  """
+  if config.model != 'mobilenetv2_transfer':
+    return None
+  return pretrained.resolve(config.backbone.weights)
+
+
+def create_train_state(config, model, steps_per_epoch: int, seed: int | None = None,
+                       tx: optax.GradientTransformation | None = None,
+                       weights: str | None = None) -> TrainState:
+  """One seed's state (config.seed unless `seed` is given).
+
+  A MobileNetV2 backbone starts from the Keras weight file `weights` (see `backbone_weights`);
+  None leaves it randomly initialised (also for a state a checkpoint is about to overwrite).
+  """
+  variables = models.init_variables(model, jax.random.key(config.seed if seed is None else seed))
+  params, batch_stats = variables['params'], variables.get('batch_stats', {})
+  if weights:
+    params, batch_stats = dict(params), dict(batch_stats)
+    params['backbone'], batch_stats['backbone'] = pretrained.to_flax(
+        pretrained.keras_layer_weights(weights), params['backbone'], batch_stats['backbone'])
+  return TrainState.create(apply_fn=model.apply, params=params, batch_stats=batch_stats,
+                           tx=tx or create_optimizer(config, steps_per_epoch, model))
+
+
+def seeds(config) -> list[int]:
+  return [config.seed + k for k in range(config.get('num_seeds', 1))]
+
+
+def create_train_states(config, model, steps_per_epoch: int,
+                        weights: str | None = None) -> TrainState:
+  """The states of all seeds, stacked along a leading seed axis."""
+  # One optimizer: the states' static parts match.
+  tx = create_optimizer(config, steps_per_epoch, model)
+  states = [create_train_state(config, model, steps_per_epoch, s, tx, weights)
+            for s in seeds(config)]
+  return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
+
+
+def empty_totals(num_seeds: int) -> metrics.Metrics:
+  return jax.tree_util.tree_map(lambda x: jnp.stack([x] * num_seeds), metrics.Metrics.empty())
+
+
+def checkpoint_item(config, model, steps_per_epoch: int,
+                    weights: str | None = None) -> dict[str, Any]:
+  """What a checkpoint holds, freshly initialised (also the shape to restore one into)."""
+  state = create_train_states(config, model, steps_per_epoch, weights)
+  # A copy: the train step donates (frees) the state's buffers.
+  return {'state': state, 'best': jax.tree_util.tree_map(jnp.copy, state.variables),
+          'totals': empty_totals(len(seeds(config)))}
+
+
+def take_seed(tree, k: int):
+  """Seed k's slice of a stacked tree."""
+  return jax.tree_util.tree_map(lambda x: x[k], tree)
