@@ -239,6 +239,19 @@ def _cells(r: dict) -> list[str]:
           r['selected_on_test'], r['note']]
 
 
+def summary_table(rows: list[dict]) -> str:
+  """The README's headline: one line per row, the verdict first."""
+  cells = []
+  for r in rows:
+    c = _cells(r)
+    seeds = c[5] + (' SHORTENED' if r['shortened'] else '')
+    cells.append([c[10], f'{r["row"]} ({r["file"].removesuffix(".md")})', c[3],
+                  f'{c[4]} ({seeds})', c[6], r['selected_on_test'].split(':')[0]])
+  return reporting.markdown_table(
+      ['verdict', 'report row', 'reported', 'ours (seeds)', '95 % interval',
+       'report selected on test?'], cells)
+
+
 HEADER = ['report', 'model row', 'parameters: ours (report)', 'reported', 'ours: mean ± std',
           'seeds', '95 % t-interval', 'min – max', 'epochs run / report', 'training time per seed',
           'verdict', 'report selected on test?', 'note']
@@ -261,7 +274,8 @@ def markdown(rows: list[dict], machine: dict, rows_planned: int) -> str:
            'Verdict: *reproduced* when the reported figure lies inside that interval, *beaten* when '
            'the whole interval lies above it, *not reproduced* when below. Wall time per seed is '
            'the training time of one seed on this machine (other work shared its two cores).', '',
-           reporting.markdown_table(HEADER, [_cells(r) for r in rows])]
+           reporting.markdown_table(HEADER, [_cells(r) for r in rows]), '',
+           '## In short (the README\'s headline)', '', summary_table(rows)]
   return '\n'.join(lines) + '\n'
 
 
