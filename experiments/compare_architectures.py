@@ -36,6 +36,9 @@ def parse_args(argv=None):
   p.add_argument('--finished_only', action='store_true',
                  help='Train nothing: tabulate the seeds whose runs have finished (a row then '
                       'says how many of --num_seeds it has).')
+  p.add_argument('--records', default=None,
+                 help='Keep each finished seed\'s results in <records>/<config name>/ and reuse '
+                 'them on a machine without the run (see reproduce_tables.py).')
   p.add_argument('--workdir', default='runs/compare_architectures')
   p.add_argument('--output', default='experiments/results/compare_architectures')
   return p.parse_args(argv)
@@ -59,7 +62,8 @@ def main(argv=None):
   rows, accuracies, curves = [], {}, {}
   for name, (path, config) in configs.items():
     results = common.run_seeds(config, os.path.join(args.workdir, name), args.sequential,
-                               args.finished_only)
+                               args.finished_only,
+                               args.records and os.path.join(args.records, name))
     if results is None:
       print(f'{name}: no finished run in {args.workdir}; left out.')
       continue
