@@ -37,6 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay = 0.0  # adamw only (decoupled).
   config.schedule = 'cosine'  # constant | cosine | step
   config.warmup_epochs = 0.0
+  config.label_smoothing = 0.0  # optax.smooth_labels on the one-hot targets of the training loss.
   config.step_boundaries = (0.5, 0.75)  # step: fractions of training where the rate drops...
   config.step_decay = 0.1  # ... by this factor.
 
@@ -47,6 +48,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment.rotation = 0.0  # max rotation in degrees.
   config.augment.zoom = 0.0  # zoom in [1 - zoom, 1 + zoom].
   config.augment.shear = 0.0  # max shear in degrees.
+  config.augment.crop = 0  # pad by this many pixels and crop back at a random offset.
+  config.augment.erase = 0.0  # random erasing: the probability per image.
 
   # Checkpoints and reporting.
   config.keep_checkpoints = 3  # the latest few; the best by validation accuracy is kept as well.

@@ -14,11 +14,15 @@ import jax
 import jax.numpy as jnp
 from jax.scipy import ndimage
 
-KEYS = ('flip', 'shift', 'rotation', 'zoom', 'shear')
+KEYS = ('flip', 'shift', 'rotation', 'zoom', 'shear', 'crop', 'erase')
+_WARP = ('shift', 'rotation', 'zoom', 'shear')
+# Random erasing (Zhong et al. 2020): the erased area's fraction of the image and aspect ratio.
+ERASE_AREA = (0.02, 0.4)
+ERASE_ASPECT = (0.3, 1 / 0.3)
 
 
 def is_enabled(cfg: Any) -> bool:
-  return bool(cfg.flip) or any(float(cfg[k]) > 0 for k in KEYS[1:])
+  return bool(cfg.flip) or any(float(cfg.get(k, 0)) > 0 for k in KEYS[1:])
 
 
 def _affine_matrix(key: jax.Array, cfg: Any, size: int) -> tuple[jax.Array, jax.Array]:
@@ -54,10 +58,48 @@ def augment(images: jax.Array, key: jax.Array, cfg: Any) -> jax.Array:
   if not is_enabled(cfg):
     return images
   k_flip, k_warp = jax.random.split(key)
-  if any(float(cfg[k]) > 0 for k in KEYS[1:]):
+  if any(float(cfg[k]) > 0 for k in _WARP):
     keys = jax.random.split(k_warp, images.shape[0])
     images = jax.vmap(lambda im, k: _warp(im, k, cfg))(images, keys)
   if cfg.flip:
     flip = jax.random.bernoulli(k_flip, 0.5, (images.shape[0], 1, 1, 1))
     images = jnp.where(flip, images[:, :, ::-1, :], images)
-  return jnp.clip(images, 0.0, 1.0)
+  images = jnp.clip(images, 0.0, 1.0)
+  # Keys of their own (fold_in), so turning these on leaves the streams above as they were.
+  if int(cfg.get('crop', 0)) > 0:
+    images = random_crop(images, jax.random.fold_in(key, 1), int(cfg.crop))
+  if float(cfg.get('erase', 0)) > 0:
+    images = random_erase(images, jax.random.fold_in(key, 2), float(cfg.erase))
+  return images
+
+
+def random_crop(images: jax.Array, key: jax.Array, pad: int) -> jax.Array:
+  """Pads each image with `pad` zero pixels on every side and crops a random window of its size."""
+  n, h, w, c = images.shape
+  padded = jnp.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  corners = jax.random.randint(key, (n, 2), 0, 2 * pad + 1)
+  return jax.vmap(lambda im, at: jax.lax.dynamic_slice(im, (at[0], at[1], 0), (h, w, c)))(
+      padded, corners)
+
+
+def random_erase(images: jax.Array, key: jax.Array, probability: float) -> jax.Array:
+  """With `probability` per image, fills one random rectangle with uniform noise (Zhong et al.).
+
+  The rectangle covers 2 to 40 % of the image with an aspect ratio from 0.3 to 3.3, sampled
+  log-uniformly, and lies inside the image.
+  """
+  n, h, w, c = images.shape
+  k_on, k_area, k_aspect, k_row, k_col, k_noise = jax.random.split(key, 6)
+  on = jax.random.bernoulli(k_on, probability, (n,))
+  area = jax.random.uniform(k_area, (n,), minval=ERASE_AREA[0], maxval=ERASE_AREA[1]) * h * w
+  aspect = jnp.exp(jax.random.uniform(k_aspect, (n,), minval=jnp.log(ERASE_ASPECT[0]),
+                                      maxval=jnp.log(ERASE_ASPECT[1])))
+  eh = jnp.clip(jnp.round(jnp.sqrt(area * aspect)), 1, h).astype(jnp.int32)
+  ew = jnp.clip(jnp.round(jnp.sqrt(area / aspect)), 1, w).astype(jnp.int32)
+  top = (jax.random.uniform(k_row, (n,)) * (h - eh + 1)).astype(jnp.int32)
+  left = (jax.random.uniform(k_col, (n,)) * (w - ew + 1)).astype(jnp.int32)
+  rows, cols = jnp.arange(h)[None, :, None], jnp.arange(w)[None, None, :]
+  inside = ((rows >= top[:, None, None]) & (rows < (top + eh)[:, None, None])
+            & (cols >= left[:, None, None]) & (cols < (left + ew)[:, None, None]))
+  mask = (inside & on[:, None, None])[..., None]
+  return jnp.where(mask, jax.random.uniform(k_noise, images.shape, images.dtype), images)

@@ -64,6 +64,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     bad('dtype', config.dtype, f'choose one of {list(DTYPES)}')
   if not (isinstance(config.get('num_seeds', 1), int) and config.get('num_seeds', 1) >= 1):
     bad('num_seeds', config.get('num_seeds'), 'it must be a positive integer')
+  if not 0 <= config.get('label_smoothing', 0.0) < 1:
+    bad('label_smoothing', config.label_smoothing, 'it must be in [0, 1)')
+  if not 0 <= config.augment.get('erase', 0.0) <= 1:
+    bad('augment.erase', config.augment.erase, 'it is a probability, in [0, 1]')
+  if not (isinstance(config.augment.get('crop', 0), int) and config.augment.get('crop', 0) >= 0):
+    bad('augment.crop', config.augment.crop, 'it is a padding in pixels: an integer, 0 or more')
   k = config.get('steps_per_dispatch', 1)
   if not (isinstance(k, int) and k >= 1):
     bad('steps_per_dispatch', k, 'it must be a positive integer')
@@ -105,7 +111,8 @@ def _check_data_dir(data_dir: str, bad) -> None:
 # Fields that do not change what is computed; a workdir may be resumed with other values.
 NOT_COMPARED = ('progress_bar', 'report_every_steps', 'data_dir', 'archives_dir', 'data_source')
 # Fields added later: a saved config without one had this value.
-ADDED_FIELDS = {'steps_per_dispatch': 1}
+ADDED_FIELDS = {'steps_per_dispatch': 1, 'label_smoothing': 0.0, 'augment.crop': 0,
+                'augment.erase': 0.0}
 NOT_COMPARED_PREFIXES = ('report.',)  # a report config's description of itself (title, seeds).
 
 

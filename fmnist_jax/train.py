@@ -58,8 +58,17 @@ def gather_batch(images, labels, perm, i, batch_size: int, mesh=None):
   return (x, y) if mesh is None else parallel.shard_batch((x, y), mesh)
 
 
+def cross_entropy(logits, labels, label_smoothing: float = 0.0):
+  """Per-example cross-entropy; with label smoothing, against optax.smooth_labels' targets."""
+  if not label_smoothing:
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  targets = optax.smooth_labels(jax.nn.one_hot(labels, logits.shape[-1]), label_smoothing)
+  return optax.softmax_cross_entropy(logits, targets)
+
+
 def train_step(state: state_lib.TrainState, totals: metrics.Metrics, images, labels, perm, i, rng, *,
-               batch_size: int, augment_cfg, mesh=None, trainable=None):
+               batch_size: int, augment_cfg, mesh=None, trainable=None,
+               label_smoothing: float = 0.0):
   """One optimizer step on batch `i` of the epoch's permutation; everything stays on the device.
 
   `trainable` (a tree of bools like the params, None: all) stops the gradient at frozen
@@ -80,7 +89,7 @@ def train_step(state: state_lib.TrainState, totals: metrics.Metrics, images, lab
     logits, updates = state.apply_fn(variables, x, train=True, rngs={'dropout': dropout_rng},
                                      mutable=['batch_stats'])
     logits = logits.astype(jnp.float32)  # the loss in float32 also under bfloat16.
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    loss = cross_entropy(logits, y, label_smoothing).mean()
     return loss, (logits, updates)
 
   (_, (logits, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -102,7 +111,8 @@ def compile_train_step(config, model, state, totals, images, labels, perm, rng, 
   steps_per_dispatch = config.get('steps_per_dispatch', 1)
   trainable = models.trainable_mask(model, state_lib.take_seed(state.params, 0))
   one = functools.partial(train_step, batch_size=config.batch_size, augment_cfg=config.augment,
-                          mesh=mesh, trainable=trainable)
+                          mesh=mesh, trainable=trainable,
+                          label_smoothing=config.get('label_smoothing', 0.0))
 
   def step(state, totals, first_nonfinite_step, images, labels, perm, i, rng):
     new_state, new_totals = one(state, totals, images, labels, perm, i, rng)

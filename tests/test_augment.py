@@ -62,3 +62,36 @@ def test_shift_moves_content():
   rows, cols = np.nonzero(np.asarray(out[0, :, :, 0]) > 0.5)
   assert abs(rows.mean() - 13.5) + abs(cols.mean() - 13.5) > 0.5
   assert abs(float(out.sum()) - 64.0) < 8.0  # mass is moved, not lost (square stays inside)
+
+
+def test_crop_and_erase_off_leave_the_other_streams_unchanged(images):
+  """crop=0 and erase=0 (the defaults) give exactly what the config without them gives."""
+  base = augment.augment(images, jax.random.key(3), cfg(**ALL_ON))
+  with_keys = augment.augment(images, jax.random.key(3), cfg(**ALL_ON, crop=0, erase=0.0))
+  np.testing.assert_array_equal(base, with_keys)
+
+
+def test_random_crop_is_a_shifted_window_and_deterministic(images):
+  out = augment.augment(images, jax.random.key(4), cfg(crop=3))
+  np.testing.assert_array_equal(out, augment.augment(images, jax.random.key(4), cfg(crop=3)))
+  assert out.shape == images.shape
+  padded = np.pad(np.asarray(images), ((0, 0), (3, 3), (3, 3), (0, 0)))
+  for im, o in zip(padded, np.asarray(out)):  # each output is one 28x28 window of the padded image
+    assert any(np.array_equal(o, im[r:r + 28, c:c + 28]) for r in range(7) for c in range(7))
+  assert not np.array_equal(out, images)
+
+
+def test_random_erase_fills_one_rectangle_with_noise(images):
+  out = np.asarray(augment.augment(images, jax.random.key(5), cfg(erase=1.0)))
+  np.testing.assert_array_equal(
+      out, augment.augment(images, jax.random.key(5), cfg(erase=1.0)))
+  assert out.min() >= 0 and out.max() <= 1
+  for im, o in zip(np.asarray(images), out):
+    changed = np.argwhere((o != im)[..., 0])
+    (r0, c0), (r1, c1) = changed.min(0), changed.max(0)
+    area = (r1 - r0 + 1) * (c1 - c0 + 1)
+    assert len(changed) == area  # a full rectangle (noise equal to the pixel: negligible odds)
+    assert 0.02 * 784 * 0.5 <= area <= 0.4 * 784 * 1.5  # rounding of the side lengths
+  untouched = augment.augment(images, jax.random.key(5), cfg(erase=0.5))
+  per_image = [(np.asarray(u) != np.asarray(i)).any() for u, i in zip(untouched, images)]
+  assert 0 < sum(per_image) < len(per_image)  # about half the images are erased

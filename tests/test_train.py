@@ -9,6 +9,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from configs import default
@@ -230,3 +231,25 @@ def test_k_steps_per_dispatch_equal_k_single_steps(num_seeds):
                   jax.tree_util.tree_leaves(four[0].params)):
     np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
   np.testing.assert_allclose(one[1].loss.total, four[1].loss.total, rtol=1e-6)
+
+
+def test_label_smoothing_loss_equals_optax_and_zero_is_the_plain_loss():
+  logits = jax.random.normal(jax.random.key(0), (8, 10))
+  labels = jnp.arange(8) % 10
+  plain = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  np.testing.assert_array_equal(train.cross_entropy(logits, labels, 0.0), plain)
+  smoothed = optax.softmax_cross_entropy(
+      logits, optax.smooth_labels(jax.nn.one_hot(labels, 10), 0.1))
+  np.testing.assert_allclose(train.cross_entropy(logits, labels, 0.1), smoothed, rtol=1e-6)
+  assert not np.allclose(smoothed, plain)
+
+
+def test_new_recipe_fields_absent_from_an_old_config_mean_their_defaults():
+  old = json.loads(default.get_config().to_json_best_effort())
+  for field in ('label_smoothing', 'steps_per_dispatch'):
+    del old[field]
+  del old['augment']['crop'], old['augment']['erase']
+  new = json.loads(default.get_config().to_json_best_effort())
+  assert config_check.config_differences(old, new) == []
+  new['label_smoothing'] = 0.1
+  assert config_check.config_differences(old, new) == ['label_smoothing: 0.0 -> 0.1']
