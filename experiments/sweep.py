@@ -99,7 +99,10 @@ def main(argv=None):
   common.write_json(os.path.join(args.output, 'sweep.json'),
                     {'machine': machine, 'config': args.config, 'grid': grid,
                      'overrides': args.set, 'ranked': rows})
-  lines = [f'# Sweep of {args.config} ranked by validation accuracy', '',
+  full_epochs = common.load_config(args.config, validate=False).num_epochs
+  shortened = (f' (SHORTENED: {base.num_epochs} of the config\'s {full_epochs} epochs per trial)'
+               if base.num_epochs < full_epochs else '')
+  lines = [f'# Sweep of {args.config} ranked by validation accuracy{shortened}', '',
            f'Machine: {common.machine_line(machine)}. Overrides for every trial: '
            f'{" ".join(args.set) or "none"}. Test accuracy is measured for the winner only.', '',
            '| rank | trial | validation accuracy | validation loss | epochs | test accuracy |',
