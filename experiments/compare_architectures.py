@@ -14,6 +14,7 @@ import os
 import common  # pylint: disable=g-bad-import-order
 
 from fmnist_jax import cli
+from fmnist_jax import config_check
 from fmnist_jax import errors
 
 from fmnist_jax import reporting
@@ -56,7 +57,8 @@ def main(argv=None):
   # Every config is loaded and checked before anything trains.
   configs = {common.config_name(p): (p, common.load_config(p, overrides)) for p in args.configs}
   full_epochs = {name: common.load_config(p).num_epochs for name, (p, _) in configs.items()}
-  changed = ' '.join(args.set + ([f'num_epochs={args.epochs}'] if args.epochs else []))
+  changed = ' '.join([o for o in args.set if o.split('=')[0] not in config_check.NOT_COMPARED]
+                     + ([f'num_epochs={args.epochs}'] if args.epochs else []))
   label = f'SHORTENED/CHANGED ({changed})' if changed else 'full schedule'
 
   rows, accuracies, curves = [], {}, {}
