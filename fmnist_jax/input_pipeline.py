@@ -237,9 +237,10 @@ _ARCHIVES = {'train': ('train-images-idx3-ubyte.gz', 'train-labels-idx1-ubyte.gz
 def archive_paths(data_dir: str, archives_dir: str) -> dict[str, str]:
   """file name -> a verified copy of each original archive, fetched or rebuilt if needed.
 
-  Looked for in <data_dir>/fashion_mnist_archives (verified copies kept from an earlier run), then
-  rebuilt from `archives_dir` (Debian's), then downloaded from tfds' registered URLs; every one is
-  checked against tfds' registered size and sha256 and renamed into place only when it matches.
+  Looked for in <data_dir>/fashion_mnist_archives (copies kept from an earlier run), then rebuilt
+  from `archives_dir` (Debian's), then downloaded from tfds' registered URLs. Every one, kept
+  copies included, is checked against tfds' registered sha256 each time (a damaged kept copy is
+  made again), and a new copy is renamed into place only when it matches.
   """
   tfds = _import_tfds()
   builder = tfds.builder(DATASET, data_dir=os.path.expanduser(data_dir))  # registered checksums
@@ -249,7 +250,7 @@ def archive_paths(data_dir: str, archives_dir: str) -> dict[str, str]:
   paths = {}
   for name, (url, info) in sorted(infos.items()):
     path = os.path.join(store, name)
-    if not (os.path.isfile(path) and os.path.getsize(path) == info.size):
+    if not (os.path.isfile(path) and sha256(path) == info.checksum):
       tmp = path + '.tmp'
       local = os.path.join(os.path.expanduser(archives_dir), name)
       if os.path.isfile(local):
@@ -337,20 +338,17 @@ def load(config: Any, which: tuple[str, ...] = ('train', 'validation', 'test')
     return {name: load_split_from_archives(config.data_dir, config.archives_dir, split,
                                            official_order=name == 'test')
             for name, split in splits.items()}
-  builder = prepare(config.data_dir, config.archives_dir)
-  try:
-    return {name: load_split(builder, split, official_order=name == 'test')
-            for name, split in splits.items()}
-  except DataDamagedError as e:
-    set_aside(builder.data_dir, str(e))
-  builder = prepare(config.data_dir, config.archives_dir)
-  try:
-    return {name: load_split(builder, split, official_order=name == 'test')
-            for name, split in splits.items()}
-  except DataDamagedError as e:
-    raise DataDamagedError(f'the prepared Fashion-MNIST in {builder.data_dir} is damaged ({e}) '
-                           'even after preparing it again: check the disk, delete that folder '
-                           'and run again.') from None
+  for attempt in range(2):
+    builder = prepare(config.data_dir, config.archives_dir)
+    try:
+      return {name: load_split(builder, split, official_order=name == 'test')
+              for name, split in splits.items()}
+    except DataDamagedError as e:
+      if attempt:
+        raise DataDamagedError(f'the prepared Fashion-MNIST in {builder.data_dir} is damaged ({e}) '
+                               'even after preparing it again: check the disk, delete that folder '
+                               'and run again.') from None
+      set_aside(builder.data_dir, str(e))
 
 
 def normalize(images):

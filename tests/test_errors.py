@@ -199,3 +199,16 @@ def test_busy_workdir_refused_with_pid_and_free_again_after_sigkill(data_dir, tm
     _, stderr = resumed.communicate(timeout=300)
   assert re.search(rf'Resumed from the checkpoint at step {done}\b', stderr), stderr[-3000:]
   assert resumed.returncode == 128 + signal.SIGINT
+
+
+def test_damaged_kept_archive_copy_is_made_again(tmp_path):
+  """The TensorFlow-free path checks its kept archive copies' sha256 on every load."""
+  archives = default.get_config().archives_dir
+  first = input_pipeline.load_split_from_archives(str(tmp_path), archives, 'test')
+  kept = tmp_path / 'fashion_mnist_archives' / 't10k-images-idx3-ubyte.gz'
+  data = bytearray(kept.read_bytes())
+  data[len(data) // 2] ^= 0x01
+  kept.write_bytes(bytes(data))
+  again = input_pipeline.load_split_from_archives(str(tmp_path), archives, 'test')
+  assert len(again['label']) == 10_000
+  assert (again['image'] == first['image']).all()
