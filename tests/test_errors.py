@@ -119,22 +119,24 @@ def _damage(path, how):
 
 
 @pytest.mark.parametrize('how', ['truncated', 'altered', 'records_missing'])
-def test_damaged_prepared_file_is_detected(data_dir, tmp_path, how):
+def test_damaged_prepared_file_is_detected(builder, data_dir, tmp_path, how):
+  del builder  # the shared prepared copy must exist before it is copied
   copy, version_dir = _copy_prepared(data_dir, tmp_path)
   _damage(next(version_dir.glob('*-test.tfrecord*')), how)
-  builder = input_pipeline.prepare(copy)
+  damaged = input_pipeline.prepare(copy)
   with pytest.raises(errors.DataDamagedError, match=r"split 'test'") as e:
-    input_pipeline.load_split(builder, 'test')
+    input_pipeline.load_split(damaged, 'test')
   if how == 'records_missing':
     assert 'expected to contain 10000 elements but contained only 9900' in str(e.value)
   else:
     assert ('truncated record' if how == 'truncated' else 'corrupted record') in str(e.value)
   # Slices of the undamaged train file still load.
-  assert len(input_pipeline.load_split(builder, 'train[:100]')['label']) == 100
+  assert len(input_pipeline.load_split(damaged, 'train[:100]')['label']) == 100
 
 
-def test_damaged_data_set_is_set_aside_and_prepared_again(data_dir, tmp_path, capsys,
+def test_damaged_data_set_is_set_aside_and_prepared_again(builder, data_dir, tmp_path, capsys,
                                                           monkeypatch):
+  del builder  # the shared prepared copy must exist before it is copied
   monkeypatch.setattr(input_pipeline, 'host_reachable', lambda url, timeout=3.0: False)
   copy, version_dir = _copy_prepared(data_dir, tmp_path)
   _damage(next(version_dir.glob('*-test.tfrecord*')), 'truncated')
