@@ -48,3 +48,35 @@ def test_bfloat16_model_trains_with_float32_loss():
       batch_size=64, augment_cfg=config.augment))(state)
   assert np.isfinite(float(totals.compute()['loss']))
   assert int(new.step) == 1
+
+
+def _our_count(name):
+  import jax
+  from configs import default
+  from fmnist_jax import models, state as state_lib
+  config = default.get_config()
+  config.model = name
+  return models.count_params(models.init_variables(state_lib.create_model(config),
+                                                   jax.random.key(0)))
+
+
+BASELINES = ['mlp', 'cnn', 'bn_cnn', 'vgg_cnn', 'vgg_bn_cnn', 'torch_cnn']
+
+
+@pytest.mark.slow  # imports Keras
+@pytest.mark.parametrize('name', BASELINES)
+def test_keras_baselines_have_our_parameter_counts(name):
+  """benchmark --compare times the same architectures (Keras counts BatchNorm statistics too)."""
+  from fmnist_jax import baselines
+  assert name in baselines.MODELS
+  assert baselines.keras_model(name).count_params() == _our_count(name)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('name', BASELINES)
+def test_pytorch_baselines_have_our_parameter_counts(name):
+  pytest.importorskip('torch')  # only with `pip install -e .[compare]`
+  from fmnist_jax import baselines
+  model = baselines.torch_model(name)
+  statistics = sum(b.numel() for n, b in model.named_buffers() if 'running' in n)
+  assert sum(p.numel() for p in model.parameters()) + statistics == _our_count(name)
