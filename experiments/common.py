@@ -5,25 +5,23 @@ config are vmapped into one program), so every run is an ordinary workdir: check
 TensorBoard, and a per-seed test report under workdir/seed_<s>/.
 """
 import ast
-import datetime
 import json
 import os
-import platform
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # `configs` imports as it does for `python -m fmnist_jax.main`.
 
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-import jax  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from fmnist_jax import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import errors  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import config_check  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import state as state_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fmnist_jax import errors  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fmnist_jax import reporting  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import results as results_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fmnist_jax import state as state_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fmnist_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fmnist_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def load_config(path: str, overrides: list[str] = (), validate: bool = True):
@@ -191,15 +189,8 @@ def validation_curves(results: dict) -> list[list[float]]:
           for k in range(n)]
 
 
-def machine() -> dict:
-  return {'date': datetime.date.today().isoformat(), 'backend': jax.default_backend(),
-          'devices': [d.device_kind for d in jax.devices()], 'cpu_count': os.cpu_count(),
-          'platform': platform.platform(), 'jax': jax.__version__}
-
-
-def machine_line(m: dict) -> str:
-  return (f'{m["date"]}, {m["backend"]} ({", ".join(sorted(set(m["devices"])))}), '
-          f'{m["cpu_count"]} CPU cores, jax {m["jax"]}')
+machine = reporting.machine
+machine_line = reporting.machine_line
 
 
 def write_json(path: str, obj) -> None:

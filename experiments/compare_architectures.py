@@ -113,24 +113,21 @@ def _seeds_cell(row) -> str:
 
 
 def markdown(rows, tests, machine, title) -> str:
-  lines = [f'# {title}', '', f'Machine: {common.machine_line(machine)}.', '',
-           '| config | model | epochs | seeds | test accuracy (mean ± std) | 95 % interval | min | '
-           'max | parameters | train images/s (all seeds) | wall time | schedule |',
-           '|' + ' --- |' * 12]
-  for r in rows:
-    lines.append(
-        f'| {r["config"]} | {r["model"]} | {r["epochs"]} | '
-        f'{_seeds_cell(r)} | '
-        f'{r["test_accuracy_mean"]:.4f} ± {r["test_accuracy_std"]:.4f} | '
-        f'[{r["ci95_low"]:.4f}, {r["ci95_high"]:.4f}] | {r["min"]:.4f} | {r["max"]:.4f} | '
-        f'{r["num_params"]:,} | {r["train_images_per_second_all_seeds"]:,.0f} | '
-        f'{r["wall_seconds"] / 60:.1f} min | {r["schedule"]} |')
-  lines += ['', "Welch's t-test on the per-seed test accuracies (two-sided):", '',
-            '| a | b | mean difference | t | p | p < 0.05 |', '|' + ' --- |' * 6]
-  for t in tests:
-    lines.append(f'| {t["a"]} | {t["b"]} | {t["mean_difference"]:+.4f} | {t["t"]:.2f} | '
-                 f'{t["p_value"]:.3g} | {"yes" if t["significant_at_0.05"] else "no"} |')
-  return '\n'.join(lines) + '\n'
+  table = reporting.markdown_table(
+      ['config', 'model', 'epochs', 'seeds', 'test accuracy (mean ± std)', '95 % interval', 'min',
+       'max', 'parameters', 'train images/s (all seeds)', 'wall time', 'schedule'],
+      [[r['config'], r['model'], r['epochs'], _seeds_cell(r),
+        f'{r["test_accuracy_mean"]:.4f} ± {r["test_accuracy_std"]:.4f}',
+        f'[{r["ci95_low"]:.4f}, {r["ci95_high"]:.4f}]', f'{r["min"]:.4f}', f'{r["max"]:.4f}',
+        f'{r["num_params"]:,}', f'{r["train_images_per_second_all_seeds"]:,.0f}',
+        f'{r["wall_seconds"] / 60:.1f} min', r['schedule']] for r in rows])
+  welch = reporting.markdown_table(
+      ['a', 'b', 'mean difference', 't', 'p', 'p < 0.05'],
+      [[t['a'], t['b'], f'{t["mean_difference"]:+.4f}', f'{t["t"]:.2f}', f'{t["p_value"]:.3g}',
+        'yes' if t['significant_at_0.05'] else 'no'] for t in tests])
+  return '\n'.join([f'# {title}', '', f'Machine: {common.machine_line(machine)}.', '', table, '',
+                    "Welch's t-test on the per-seed test accuracies (two-sided):", '',
+                    welch]) + '\n'
 
 
 if __name__ == '__main__':

@@ -24,7 +24,6 @@ trained with a randomly initialised backbone in <workdir>/<row>_random_backbone 
 "NOT PRETRAINED"; --require_pretrained makes a missing file an error instead.
 """
 import glob
-import json
 import os
 
 import common  # pylint: disable=g-bad-import-order
@@ -32,10 +31,9 @@ import common  # pylint: disable=g-bad-import-order
 from fmnist_jax import cli
 from fmnist_jax import errors
 
+from fmnist_jax import config_check
 from fmnist_jax import pretrained
 from fmnist_jax import reporting
-from fmnist_jax import train
-from fmnist_jax import config_check
 
 REPORT_CONFIGS = sorted(p for p in glob.glob(os.path.join(common.ROOT, 'configs/reports/*.py'))
                         if not os.path.basename(p).startswith('_'))

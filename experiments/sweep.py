@@ -18,9 +18,10 @@ import common  # pylint: disable=g-bad-import-order
 from fmnist_jax import cli
 from fmnist_jax import errors
 
+from fmnist_jax import checkpoint
 from fmnist_jax import evaluate
 from fmnist_jax import input_pipeline
-from fmnist_jax import checkpoint
+from fmnist_jax import reporting
 
 
 def parse_grid(items: list[str]) -> dict[str, list]:
@@ -105,12 +106,13 @@ def main(argv=None):
   lines = [f'# Sweep of {args.config} ranked by validation accuracy{shortened}', '',
            f'Machine: {common.machine_line(machine)}. Overrides for every trial: '
            f'{" ".join(args.set) or "none"}. Test accuracy is measured for the winner only.', '',
-           '| rank | trial | validation accuracy | validation loss | epochs | test accuracy |',
-           '|' + ' --- |' * 6]
-  for i, r in enumerate(rows, 1):
-    test = f'{r["test_accuracy"]:.4f}' if 'test_accuracy' in r else '(not read)'
-    lines.append(f'| {i} | {trial_name(r["trial"])} | {r["validation_accuracy"]:.4f} | '
-                 f'{r["validation_loss"]:.4f} | {r["epochs"]} | {test} |')
+           reporting.markdown_table(
+               ['rank', 'trial', 'validation accuracy', 'validation loss', 'epochs',
+                'test accuracy'],
+               [[i, trial_name(r['trial']), f'{r["validation_accuracy"]:.4f}',
+                 f'{r["validation_loss"]:.4f}', r['epochs'],
+                 f'{r["test_accuracy"]:.4f}' if 'test_accuracy' in r else '(not read)']
+                for i, r in enumerate(rows, 1)])]
   md = '\n'.join(lines) + '\n'
   with open(os.path.join(args.output, 'sweep.md'), 'w') as f:
     f.write(md)

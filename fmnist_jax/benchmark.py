@@ -6,12 +6,8 @@ peak memory on the current backend; with --compare, the same architecture, batch
 count in PyTorch and Keras, in the same run. Pixel values do not change the speed, so the images
 are random uint8 arrays of Fashion-MNIST's shape, held on the device as in training.
 """
-import datetime
 import json
-import os
-import platform
 import resource
-import sys
 import time
 
 from absl import flags
@@ -22,13 +18,14 @@ from ml_collections import config_flags
 
 from fmnist_jax import baselines  # imports PyTorch and Keras only when they run.
 from fmnist_jax import cli
+from fmnist_jax import config_check
 from fmnist_jax import errors
 from fmnist_jax import evaluate
 from fmnist_jax import models
 from fmnist_jax import parallel
-from fmnist_jax import train
-from fmnist_jax import config_check
+from fmnist_jax import reporting
 from fmnist_jax import state as state_lib
+from fmnist_jax import train
 
 DEFAULT_CONFIG = 'configs/default.py'
 config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Base config; model is set per row.')
@@ -149,18 +146,6 @@ def benchmark_model(base, name: str) -> dict:
   return row
 
 
-def machine() -> dict:
-  return {
-      'date': datetime.date.today().isoformat(),
-      'backend': jax.default_backend(),
-      'devices': [d.device_kind for d in jax.devices()],
-      'cpu': platform.processor() or platform.machine(),
-      'cpu_count': os.cpu_count(),
-      'python': sys.version.split()[0],
-      'jax': jax.__version__,
-  }
-
-
 def format_table(rows: list[dict]) -> str:
   cols = [('model', 'model', '{}'), ('compile_seconds', 'compile s', '{:.1f}'),
           ('train_images_per_second', 'train img/s', '{:,.0f}'),
@@ -174,10 +159,8 @@ def format_table(rows: list[dict]) -> str:
           ('keras_images_per_second', 'Keras img/s', '{:,.0f}'),
           ('speedup_vs_keras', 'vs Keras', '{:.2f}x')]
   cols = [c for c in cols if any(c[0] in r for r in rows)]
-  lines = ['| ' + ' | '.join(c[1] for c in cols) + ' |', '|' + ' --- |' * len(cols)]
-  for r in rows:
-    lines.append('| ' + ' | '.join(fmt.format(r[k]) for k, _, fmt in cols) + ' |')
-  return '\n'.join(lines)
+  return reporting.markdown_table([c[1] for c in cols],
+                                  [[fmt.format(r[k]) for k, _, fmt in cols] for r in rows])
 
 
 def check_flags(argv) -> None:
@@ -203,7 +186,7 @@ def main(argv):
   for name in FLAGS.models:
     rows.append(benchmark_model(FLAGS.config, name))
     print(json.dumps(rows[-1]), flush=True)
-  result = {'machine': machine(), 'rows': rows}
+  result = {'machine': reporting.machine(), 'rows': rows}
   with open(FLAGS.output, 'w') as f:
     json.dump(result, f, indent=2)
   print(f'\n{json.dumps(result["machine"])}\n{format_table(rows)}\n\nwritten to {FLAGS.output}')

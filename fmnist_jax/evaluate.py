@@ -2,8 +2,6 @@
 `evaluate` command (the best checkpoint of a workdir on its test split)."""
 
 import functools
-import json
-import os
 from typing import Any
 
 import jax

@@ -14,11 +14,10 @@ import numpy as np
 from PIL import Image
 from PIL import ImageOps
 
+from fmnist_jax import checkpoint
 from fmnist_jax import cli
 from fmnist_jax import errors
-from fmnist_jax import evaluate
 from fmnist_jax import input_pipeline
-from fmnist_jax import checkpoint
 
 flags.DEFINE_string('workdir', None, 'A training workdir; its best checkpoint is used.')
 flags.DEFINE_enum('invert', 'auto', ['auto', 'always', 'never'],

@@ -166,6 +166,24 @@ def _read_png(path: str) -> np.ndarray:
 
 # Across seeds: the comparison tables of experiments/.
 
+def machine() -> dict[str, Any]:
+  """The machine a table or benchmark was measured on (written beside every result)."""
+  import datetime  # pylint: disable=g-import-not-at-top
+  import platform  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  return {'date': datetime.date.today().isoformat(), 'backend': jax.default_backend(),
+          'devices': [d.device_kind for d in jax.devices()],
+          'cpu': platform.processor() or platform.machine(), 'cpu_count': os.cpu_count(),
+          'platform': platform.platform(), 'python': sys.version.split()[0],
+          'jax': jax.__version__}
+
+
+def machine_line(m: dict[str, Any]) -> str:
+  return (f'{m["date"]}, {m["backend"]} ({", ".join(sorted(set(m["devices"])))}), '
+          f'{m["cpu_count"]} CPU cores, jax {m["jax"]}')
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
   """One Markdown table; cells are str()-ed and a '|' inside one is escaped."""
   cell = lambda c: str(c).replace('|', '\\|').replace('\n', ' ')

@@ -1,5 +1,4 @@
 """A person's mistakes end in one ERROR line; a damaged data set is caught; one run per workdir."""
-import json
 import os
 import re
 import shutil

@@ -20,8 +20,8 @@ from fmnist_jax import input_pipeline
 from fmnist_jax import models
 from fmnist_jax import ops
 from fmnist_jax import pretrained
-from fmnist_jax import train
 from fmnist_jax import state as state_lib
+from fmnist_jax import train
 
 pytestmark = pytest.mark.slow  # subprocesses, real data or Keras models: the full tier only
 

@@ -1,14 +1,12 @@
 """Several seeds trained together (vmapped) against the same seeds trained alone."""
 import json
-import os
 
 import numpy as np
 import pytest
 
-from fmnist_jax import evaluate
-from fmnist_jax import train
-from fmnist_jax import config_check
 from fmnist_jax import checkpoint
+from fmnist_jax import config_check
+from fmnist_jax import train
 
 
 @pytest.mark.parametrize('model', ['mlp', 'cnn'])

@@ -15,7 +15,6 @@ import pytest
 from configs import default
 from fmnist_jax import checkpoint
 from fmnist_jax import config_check
-from fmnist_jax import evaluate
 from fmnist_jax import input_pipeline
 from fmnist_jax import metrics
 from fmnist_jax import parallel
