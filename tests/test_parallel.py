@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.slow  # subprocesses on simulated devices: the full tier only
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 RUN = r'''
@@ -15,8 +17,6 @@ import jax, numpy as np
 from configs import default
 from fmnist_jax import parallel, train
 from fmnist_jax import state as state_lib
-
-pytestmark = pytest.mark.slow  # subprocesses, real data or Keras models: the full tier only
 config = default.get_config()
 config.update(model='bn_cnn', data_dir={data_dir!r}, train_split='train[:1280]',
               validation_split='train[59000:]', test_split='test[:1000]', num_epochs=2,
