@@ -186,16 +186,13 @@ def official_indices(builder, split: str) -> np.ndarray:
   example's index in the original archive; tests check this against the archives themselves.
   """
   tfds = _import_tfds()
-  from tensorflow_datasets.core import hashing  # pylint: disable=g-import-not-at-top
   splits = builder.info.splits
   instructions = tfds.core.ReadInstruction.from_spec(split).to_absolute(splits)
   orders = {}
   indices = []
   for ins in instructions:
     if ins.splitname not in orders:
-      hasher = hashing.Hasher(ins.splitname)
-      orders[ins.splitname] = np.array(
-          sorted(range(splits[ins.splitname].num_examples), key=hasher.hash_key), np.int64)
+      orders[ins.splitname] = tfds_order(ins.splitname, splits[ins.splitname].num_examples)
     indices.append(orders[ins.splitname][ins.from_:ins.to])
   return np.concatenate(indices)
 
