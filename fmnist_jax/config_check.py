@@ -66,6 +66,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     bad('num_seeds', config.get('num_seeds'), 'it must be a positive integer')
   if not 0 <= config.get('label_smoothing', 0.0) < 1:
     bad('label_smoothing', config.label_smoothing, 'it must be in [0, 1)')
+  if not 0 <= config.get('ema_decay', 0.0) < 1:
+    bad('ema_decay', config.ema_decay, 'it must be in [0, 1) (0: off; e.g. 0.999)')
   if not 0 <= config.augment.get('erase', 0.0) <= 1:
     bad('augment.erase', config.augment.erase, 'it is a probability, in [0, 1]')
   if not (isinstance(config.augment.get('crop', 0), int) and config.augment.get('crop', 0) >= 0):
@@ -112,7 +114,7 @@ def _check_data_dir(data_dir: str, bad) -> None:
 NOT_COMPARED = ('progress_bar', 'report_every_steps', 'data_dir', 'archives_dir', 'data_source')
 # Fields added later: a saved config without one had this value.
 ADDED_FIELDS = {'steps_per_dispatch': 1, 'label_smoothing': 0.0, 'augment.crop': 0,
-                'augment.erase': 0.0}
+                'augment.erase': 0.0, 'ema_decay': 0.0}
 NOT_COMPARED_PREFIXES = ('report.',)  # a report config's description of itself (title, seeds).
 
 

@@ -5,7 +5,7 @@ the train step is vmapped over it; seed s of such a run starts exactly as a run 
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from flax.training import train_state
 import jax
@@ -28,6 +28,45 @@ class TrainState(train_state.TrainState):
       return {'params': self.params, 'batch_stats': self.batch_stats}
     return {'params': self.params}
 
+  @property
+  def eval_variables(self) -> dict[str, Any]:
+    """What validation, the best-epoch copy and the test see: the moving average of the params
+    when config.ema_decay > 0 (with the live batch_stats), else the params themselves."""
+    ema = optax.tree_utils.tree_get(self.opt_state, 'params_ema')
+    if ema is None:
+      return self.variables
+    return {**self.variables, 'params': ema}
+
+
+class ParamEmaState(NamedTuple):
+  count: jax.Array
+  params_ema: Any
+
+
+def with_params_ema(tx: optax.GradientTransformation, decay: float) -> optax.GradientTransformation:
+  """`tx`, which also keeps an exponential moving average of the parameters after each update.
+
+  The average lives in the optimizer state, so checkpoints and resume carry it unchanged. Its
+  decay warms up as min(decay, (1 + t) / (10 + t)) after t updates (as timm's ModelEmaV2 and
+  TensorFlow's ExponentialMovingAverage with num_updates), so early averages are not dominated
+  by the random initialisation.
+  """
+  def init(params):
+    return tx.init(params), ParamEmaState(jnp.zeros([], jnp.int32),
+                                          jax.tree_util.tree_map(jnp.array, params))
+
+  def update(updates, state, params=None):
+    inner, ema_state = state
+    updates, inner = tx.update(updates, inner, params)
+    count = ema_state.count + 1
+    d = jnp.minimum(decay, (1.0 + count) / (10.0 + count))
+    new_params = optax.apply_updates(params, updates)
+    average = jax.tree_util.tree_map(lambda e, p: d * e + (1 - d) * p, ema_state.params_ema,
+                                     new_params)
+    return updates, (inner, ParamEmaState(count, average))
+
+  return optax.GradientTransformation(init, update)
+
 
 def create_model(config):
   """The config's architecture (built once per run)."""
@@ -41,13 +80,19 @@ def create_model(config):
 
 def create_optimizer(config, steps_per_epoch: int,
                      model=None) -> optax.GradientTransformation:
-  """The config's optimizer; with a `model` that freezes parameters, those get no updates."""
+  """The config's optimizer; with a `model` that freezes parameters, those get no updates.
+
+  With config.ema_decay > 0 it also keeps the moving average of the parameters that evaluation
+  uses (`with_params_ema`).
+  """
   tx = _optimizer(config, steps_per_epoch)
-  if model is None or not hasattr(model, 'trainable'):
-    return tx
-  labels = lambda params: jax.tree_util.tree_map(
-      lambda t: 'train' if t else 'frozen', models.trainable_mask(model, params))
-  return optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()}, labels)
+  if model is not None and hasattr(model, 'trainable'):
+    labels = lambda params: jax.tree_util.tree_map(
+        lambda t: 'train' if t else 'frozen', models.trainable_mask(model, params))
+    tx = optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()}, labels)
+  if config.get('ema_decay', 0.0):
+    tx = with_params_ema(tx, config.ema_decay)
+  return tx
 
 
 def _optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
@@ -121,7 +166,7 @@ def checkpoint_item(config, model, steps_per_epoch: int,
   """What a checkpoint holds, freshly initialised (also the shape to restore one into)."""
   state = create_train_states(config, model, steps_per_epoch, weights)
   # A copy: the train step donates (frees) the state's buffers.
-  return {'state': state, 'best': jax.tree_util.tree_map(jnp.copy, state.variables),
+  return {'state': state, 'best': jax.tree_util.tree_map(jnp.copy, state.eval_variables),
           'totals': empty_totals(len(seeds(config)))}
 
 

@@ -352,10 +352,11 @@ def _end_epoch(loop: _Loop, state, best, totals, first_nonfinite_step, epoch: in
   train_seconds = time.perf_counter() - epoch_start
   _stop_if_diverged(loop, train_metrics['loss'], np.asarray(first_nonfinite_step), epoch)
   with loop.report_progress.timed('validation'):
-    val_metrics = [loop.validation(state_lib.take_seed(state.variables, k)) for k in range(num_seeds)]
+    val_metrics = [loop.validation(state_lib.take_seed(state.eval_variables, k))
+                   for k in range(num_seeds)]
   improved = np.array([m['accuracy'] > b for m, b in zip(val_metrics, best_accuracy)])
   best_accuracy[:] = [max(m['accuracy'], b) for m, b in zip(val_metrics, best_accuracy)]
-  best = loop.keep_best(improved, state.variables, best)
+  best = loop.keep_best(improved, state.eval_variables, best)
   steps = loop.steps_per_epoch
   history.append(results_lib.epoch_entry(epoch, train_metrics, val_metrics,
                                          steps * loop.config.batch_size, train_seconds,

@@ -94,7 +94,8 @@ def _final_params(workdir, config):
 
 
 def test_resume_continues_identically(small_config, tmp_path):
-  small_config.model = 'bn_cnn'  # BatchNorm statistics and optimizer state must survive too.
+  small_config.model = 'bn_cnn'  # BatchNorm statistics and optimizer state must survive too,
+  small_config.ema_decay = 0.99  # and the weights' moving average inside the optimizer state.
   small_config.augment.flip = True
   small_config.augment.shift = 0.1
   full, resumed = str(tmp_path / 'full'), str(tmp_path / 'resumed')
@@ -252,3 +253,52 @@ def test_new_recipe_fields_absent_from_an_old_config_mean_their_defaults():
   assert config_check.config_differences(old, new) == []
   new['label_smoothing'] = 0.1
   assert config_check.config_differences(old, new) == ['label_smoothing: 0.0 -> 0.1']
+
+
+def test_params_ema_follows_its_update_rule_and_zero_decay_is_off():
+  """ema_t = d_t * ema_{t-1} + (1 - d_t) * params_t, d_t = min(decay, (1 + t) / (10 + t))."""
+  config = default.get_config()
+  config.update(optimizer='sgd', momentum=0.0, schedule='constant', learning_rate=0.1,
+                ema_decay=0.9)
+  tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+  params = {'w': jnp.array([1.0, -2.0])}
+  opt_state = tx.init(params)
+  expected = params['w']
+  grads = [jnp.array([0.5, 1.0]) * (t + 1) for t in range(30)]
+  for t, g in enumerate(grads, start=1):
+    updates, opt_state = tx.update({'w': g}, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    d = min(0.9, (1 + t) / (10 + t))
+    expected = d * expected + (1 - d) * params['w']
+  ema = optax.tree_utils.tree_get(opt_state, 'params_ema')
+  np.testing.assert_allclose(ema['w'], expected, rtol=1e-6)
+  assert not np.allclose(ema['w'], params['w'])
+  # Off (0): the plain optimizer, its state without an average, evaluation on the params.
+  config.ema_decay = 0.0
+  model = state_lib.create_model(config)
+  plain = state_lib.create_train_state(config, model, steps_per_epoch=10)
+  assert optax.tree_utils.tree_get(plain.opt_state, 'params_ema') is None
+  assert jax.tree_util.tree_all(
+      jax.tree_util.tree_map(lambda a, b: a is b, plain.eval_variables, plain.variables))
+
+
+def test_ema_run_keeps_the_average_as_its_best_variables(tmp_path, monkeypatch):
+  """With ema_decay the checkpointed best variables are the average, not the live params."""
+  monkeypatch.setattr(input_pipeline, 'load', _synthetic_data)
+  config = default.get_config()
+  # One epoch: it is the best one, so the best copy must be that epoch's average.
+  config.update(model='mlp', num_epochs=1, batch_size=64, progress_bar='off', ema_decay=0.99,
+                data_dir=str(tmp_path / 'unused'))
+  results = train.train_and_evaluate(config, str(tmp_path / 'a'))
+  assert results['epochs'] == 1 and 0 <= results['test_accuracy'] <= 1
+  model = state_lib.create_model(config)
+  mngr = checkpoint.manager(str(tmp_path / 'a'), config.keep_checkpoints)
+  ckpt, _ = checkpoint.restore(mngr, mngr.latest_step(),
+                               state_lib.checkpoint_item(config, model, steps_per_epoch=8))
+  state = state_lib.take_seed(ckpt['state'], 0)
+  ema = optax.tree_utils.tree_get(state.opt_state, 'params_ema')
+  live, average = jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(ema)
+  assert any(not np.allclose(a, b) for a, b in zip(live, average))
+  for a, b in zip(jax.tree_util.tree_leaves(state_lib.take_seed(ckpt['best'], 0)['params']),
+                  average):
+    np.testing.assert_array_equal(a, b)
