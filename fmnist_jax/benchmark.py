@@ -36,7 +36,7 @@ flags.DEFINE_integer('warmup', 20, 'Untimed steps before each measurement.')
 flags.DEFINE_integer('eval_images', 10000, 'Images per evaluation measurement.')
 flags.DEFINE_integer('steps_per_dispatch', 1, 'Optimizer steps per dispatch (lax.scan); see '
                      'config.steps_per_dispatch.')
-flags.DEFINE_integer('num_seeds', 1, 'Also time this many seeds trained together (vmapped).')
+flags.DEFINE_integer('num_seeds', 1, 'Also time this many seeds trained together in one program.')
 flags.DEFINE_bool('compare', False, 'Also time PyTorch and Keras (pip install -e .[compare]).')
 flags.DEFINE_string('output', 'benchmark.json', 'Where to write the JSON results.')
 FLAGS = flags.FLAGS

@@ -18,10 +18,28 @@ from fmnist_jax import ops
 NUM_CLASSES = ops.NUM_CLASSES
 
 
+class ConvReLUPool(nn.Module):
+  """nn.Conv (3x3) -> ReLU -> 2x2 max-pool, computed as conv -> max-pool -> bias -> ReLU.
 
+  Max-pool commutes with adding a per-channel bias and with ReLU (both monotone, also in float
+  rounding), so the values are those of the usual order while the bias and ReLU, forward and
+  backward, touch a quarter of the elements: the cnn train step at batch 128 ran about 1.5x
+  faster on the 2-core CPU (measured). Its parameters are nn.Conv's ('kernel', 'bias', same
+  initialisers), so a caller naming it Conv_i keeps the usual parameter tree.
+  """
+  features: int
+  padding: str = 'VALID'
+  dtype: Any = jnp.float32
 
-
-
+  @nn.compact
+  def __call__(self, x):
+    kernel = self.param('kernel', nn.initializers.lecun_normal(),
+                        (3, 3, x.shape[-1], self.features))
+    bias = self.param('bias', nn.initializers.zeros_init(), (self.features,))
+    x, kernel, bias = nn.dtypes.promote_dtype(x, kernel, bias, dtype=self.dtype)
+    y = jax.lax.conv_general_dilated(x, kernel, (1, 1), self.padding,
+                                     dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+    return nn.relu(ops.max_pool_2x2(y) + bias)
 
 
 class MLP(nn.Module):
@@ -50,10 +68,8 @@ class CNN(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    for features in (32, 64):
-      x = nn.Conv(features, (3, 3), padding='VALID', dtype=self.dtype)(x)
-      x = nn.relu(x)
-      x = ops.max_pool_2x2(x)
+    for i, features in enumerate((32, 64)):
+      x = ConvReLUPool(features, dtype=self.dtype, name=f'Conv_{i}')(x)
     return ops.classifier_head(x, (128,), self.dropout_rate, train, self.dtype)
 
 
@@ -89,10 +105,9 @@ class SmallCNN(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    for i, features in enumerate((32, 64, 64)):
-      x = nn.relu(nn.Conv(features, (3, 3), padding='VALID', dtype=self.dtype)(x))
-      if i < 2:
-        x = ops.max_pool_2x2(x)
+    for i, features in enumerate((32, 64)):
+      x = ConvReLUPool(features, dtype=self.dtype, name=f'Conv_{i}')(x)
+    x = nn.relu(nn.Conv(64, (3, 3), padding='VALID', dtype=self.dtype, name='Conv_2')(x))
     return ops.classifier_head(x, (64,), self.dropout_rate, train, self.dtype)
 
 
@@ -111,14 +126,17 @@ class VGGCNN(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    for features in (64, 128):
-      for _ in range(2):
-        x = nn.Conv(features, (3, 3), padding='VALID', dtype=self.dtype)(x)
-        x = nn.relu(x)
+    for i, features in enumerate((64, 128)):
+      for j in range(2):
+        name = f'Conv_{2 * i + j}'
+        if j == 1 and not self.batch_norm:  # pool before bias and ReLU (BatchNorm can't commute)
+          x = ConvReLUPool(features, dtype=self.dtype, name=name)(x)
+          continue
+        x = nn.relu(nn.Conv(features, (3, 3), padding='VALID', dtype=self.dtype, name=name)(x))
         if self.batch_norm:
           x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
                            dtype=self.dtype)(x)
-      x = ops.max_pool_2x2(x)
+          x = ops.max_pool_2x2(x) if j == 1 else x
       x = nn.Dropout(self.conv_dropout_rate, deterministic=not train)(x)
     return ops.classifier_head(x, self.hidden, self.dropout_rate, train, self.dtype)
 
@@ -134,9 +152,8 @@ class TorchCNN(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    for features in (32, 64):
-      x = nn.relu(nn.Conv(features, (3, 3), padding='SAME', dtype=self.dtype)(x))
-    x = ops.max_pool_2x2(x)
+    x = nn.relu(nn.Conv(32, (3, 3), padding='SAME', dtype=self.dtype, name='Conv_0')(x))
+    x = ConvReLUPool(64, padding='SAME', dtype=self.dtype, name='Conv_1')(x)
     return ops.classifier_head(x, (128,), self.dropout_rate, train, self.dtype)
 
 

@@ -39,30 +39,32 @@ def max_pool_2x2(x):
   """`nn.max_pool(x, (2, 2), strides=(2, 2))` with the same values and gradients, much faster on CPU.
 
   XLA lowers max-pool's gradient to select_and_scatter, which took 36 of the 70 ms of a CNN train
-  step at batch 128 on a 2-core CPU (profiled). Here the gradient is four masked selects; ties go
-  to the first maximum in window order, exactly as select_and_scatter does (tested).
+  step at batch 128 on a 2-core CPU (profiled). Here the forward pass keeps which of the four
+  window positions held the maximum (ties: the first in window order, as select_and_scatter), and
+  the gradient goes there. The backward pass never compares values again: XLA may recompute x for
+  it in another fusion, with another rounding, and equality tests against the forward's maxima
+  then picked other positions in tied windows (seen after BatchNorm: 2e-3 off flax after one step).
   """
   a, b, c, d = _quarters(x)
   return jnp.maximum(jnp.maximum(a, b), jnp.maximum(c, d))
 
 
 def _max_pool_fwd(x):
-  y = max_pool_2x2(x)
-  return y, (x, y)
+  a, b, c, d = _quarters(x)
+  ab, cd = a >= b, c >= d
+  top, bottom = jnp.where(ab, a, b), jnp.where(cd, c, d)
+  upper = top >= bottom
+  where = jnp.where(upper, jnp.where(ab, 0, 1), jnp.where(cd, 2, 3)).astype(jnp.int8)
+  return jnp.where(upper, top, bottom), (where, x.shape)
 
 
 def _max_pool_bwd(res, g):
-  x, y = res
-  taken = jnp.zeros(y.shape, bool)
-  parts = []
-  for q in _quarters(x):
-    first = (q == y) & ~taken
-    taken = taken | first
-    parts.append(jnp.where(first, g, jnp.zeros_like(g)))
-  n, h, w, c = y.shape
+  where, shape = res
+  parts = [jnp.where(where == k, g, jnp.zeros_like(g)) for k in range(4)]
+  n, h, w, c = g.shape
   gx = jnp.stack(parts).reshape(2, 2, n, h, w, c).transpose(2, 3, 0, 4, 1, 5)
   gx = gx.reshape(n, 2 * h, 2 * w, c)
-  return (jnp.pad(gx, ((0, 0), (0, x.shape[1] - 2 * h), (0, x.shape[2] - 2 * w), (0, 0))),)
+  return (jnp.pad(gx, ((0, 0), (0, shape[1] - 2 * h), (0, shape[2] - 2 * w), (0, 0))),)
 
 
 max_pool_2x2.defvjp(_max_pool_fwd, _max_pool_bwd)

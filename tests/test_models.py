@@ -71,3 +71,29 @@ def test_max_pool_matches_flax_values_and_gradients_with_ties(shape):
   assert y.shape == y_ref.shape
   np.testing.assert_array_equal(y, y_ref)
   np.testing.assert_array_equal(vjp(g)[0], vjp_ref(g)[0])
+
+
+@pytest.mark.parametrize('padding', ['VALID', 'SAME'])
+def test_conv_relu_pool_matches_conv_relu_max_pool(padding):
+  """Pooling before bias and ReLU: the values and gradients of nn.Conv -> ReLU -> nn.max_pool."""
+  rng = np.random.default_rng(0)
+  x = jnp.asarray(rng.normal(size=(4, 13, 13, 3)), jnp.float32)
+  x = x.at[:, :4].set(0.25)  # a flat region: equal conv outputs, ties in every window there
+  fast = models.ConvReLUPool(8, padding=padding)
+  variables = fast.init(jax.random.key(0), x)
+  variables = jax.tree_util.tree_map(  # a bias that puts some windows wholly below zero
+      lambda p: p + 0.3 if p.ndim == 1 else p, variables)
+  plain = nn.Conv(8, (3, 3), padding=padding)
+  assert (jax.tree_util.tree_structure(plain.init(jax.random.key(0), x))
+          == jax.tree_util.tree_structure(variables))
+
+  def reference(v, x):
+    return nn.max_pool(nn.relu(plain.apply(v, x)), (2, 2), strides=(2, 2))
+
+  y, vjp = jax.vjp(fast.apply, variables, x)
+  y_ref, vjp_ref = jax.vjp(reference, variables, x)
+  np.testing.assert_array_equal(y, y_ref)
+  assert 0 < float((y == 0).mean()) < 1
+  g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
+  for a, b in zip(jax.tree_util.tree_leaves(vjp(g)), jax.tree_util.tree_leaves(vjp_ref(g))):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
