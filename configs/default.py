@@ -7,7 +7,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = 'cnn'  # mlp | cnn | bn_cnn
   config.dropout_rate = -1.0  # < 0: the architecture's own (mlp 0.2, cnn and bn_cnn 0.5).
   config.seed = 0
-  # Seeds seed .. seed+num_seeds-1 trained together, vmapped in one program; results.json then
+  # Seeds seed .. seed+num_seeds-1 trained together in one program; results.json then
   # gives each seed's metrics (per_seed) and their means and standard deviations.
   config.num_seeds = 1
   config.dtype = 'float32'  # float32 | bfloat16 (mixed precision for accelerators; params stay f32)

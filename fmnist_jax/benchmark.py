@@ -33,6 +33,8 @@ flags.DEFINE_list('models', ['mlp', 'cnn', 'bn_cnn'], 'Models to measure.')
 flags.DEFINE_integer('batch_size', 128, 'Training batch size.')
 flags.DEFINE_integer('steps', 200, 'Timed training steps per measurement.')
 flags.DEFINE_integer('warmup', 20, 'Untimed steps before each measurement.')
+flags.DEFINE_integer('repeats', 3, 'Timed runs of --steps per training measurement; the fastest '
+                     'counts (JAX, PyTorch and Keras alike).')
 flags.DEFINE_integer('eval_images', 10000, 'Images per evaluation measurement.')
 flags.DEFINE_integer('steps_per_dispatch', 1, 'Optimizer steps per dispatch (lax.scan); see '
                      'config.steps_per_dispatch.')
@@ -85,9 +87,8 @@ def time_training(config, augment: dict, steps: int, warmup: int):
 
   run(-(-warmup // k))
   dispatches = -(-steps // k)
-  t0 = time.perf_counter()
-  run(dispatches)
-  return compile_seconds, dispatches * k * batch * num_seeds / (time.perf_counter() - t0)
+  return compile_seconds, baselines.best_rate(lambda: run(dispatches),
+                                              dispatches * k * batch * num_seeds, FLAGS.repeats)
 
 
 def time_evaluation(config, num_images: int) -> float:
@@ -139,7 +140,7 @@ def benchmark_model(base, name: str) -> dict:
   row.update(_peak_memory())
   if FLAGS.compare and name in baselines.MODELS:
     for framework, fn in baselines.FRAMEWORKS.items():
-      ips = fn(name, config.batch_size, FLAGS.steps, FLAGS.warmup)
+      ips = fn(name, config.batch_size, FLAGS.steps, FLAGS.warmup, FLAGS.repeats)
       row[f'{framework}_images_per_second'] = ips
       # Like for like: the other frameworks train without augmentation.
       row[f'speedup_vs_{framework}'] = off_ips / ips
@@ -171,7 +172,7 @@ def check_flags(argv) -> None:
   if unknown or not FLAGS.models:
     raise errors.UserError(f'--models={",".join(FLAGS.models)}: unknown model(s) {unknown}; '
                            f'choose from {",".join(sorted(models.MODELS))}.')
-  for name in ('batch_size', 'steps', 'eval_images', 'num_seeds', 'steps_per_dispatch'):
+  for name in ('batch_size', 'steps', 'repeats', 'eval_images', 'num_seeds', 'steps_per_dispatch'):
     if FLAGS[name].value < 1:
       raise errors.UserError(f'--{name}={FLAGS[name].value}: it must be at least 1.')
   if FLAGS.warmup < 0:
