@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import compare_architectures  # pylint: disable=g-import-not-at-top,wrong-import-position
 import reproduce_tables  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
+import update_readme_table  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TINY = ['train_split=train[:1000]', 'validation_split=train[59000:]', 'progress_bar=off']
 
@@ -194,3 +195,14 @@ def test_status_view_and_records_on_synthetic_runs(tmp_path, capsys):
   # The finished run in the workdir is now kept as a record too; the others are not.
   records = sorted(p.name for p in record.parent.iterdir())
   assert records == ['seed_0.json', 'seed_4.json']
+
+
+def test_readme_headline_is_the_title_and_the_short_table():
+  table = ('# Report rows reproduced (1 OF 2 ROWS NOT RUN YET)\n\nMachine: x.\n\n| a |\n| --- |\n\n'
+           '## In short (the README\'s headline)\n\n| verdict |\n| --- |\n| **beaten** |\n\n'
+           '## Notes\n\nmore\n')
+  block = update_readme_table.headline(table)
+  assert block.startswith('*Report rows reproduced (1 OF 2 ROWS NOT RUN YET)* (the runs continue')
+  assert block.endswith('| verdict |\n| --- |\n| **beaten** |')
+  done = update_readme_table.headline(table.replace(' (1 OF 2 ROWS NOT RUN YET)', ''))
+  assert 'runs continue' not in done and '## Notes' not in done
