@@ -34,7 +34,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer = 'adam'  # adam | adamw | sgd (with momentum)
   config.learning_rate = 1e-3
   config.momentum = 0.9  # sgd only.
-  config.weight_decay = 0.0  # adamw only (decoupled).
+  config.weight_decay = 0.0  # adamw: decoupled; sgd: L2 added to the gradient (as PyTorch's SGD).
   config.schedule = 'cosine'  # constant | cosine | step
   config.warmup_epochs = 0.0
   config.label_smoothing = 0.0  # optax.smooth_labels on the one-hot targets of the training loss.

@@ -157,6 +157,52 @@ class TorchCNN(nn.Module):
     return ops.classifier_head(x, (128,), self.dropout_rate, train, self.dtype)
 
 
+class PreActBlock(nn.Module):
+  """BN-ReLU-Conv3x3-BN-ReLU-Conv3x3 plus the input (He et al. 2016, identity mappings); a 1x1
+  projection of the first activation where the width or the resolution changes."""
+  features: int
+  strides: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    norm = functools.partial(nn.BatchNorm, use_running_average=not train, momentum=0.9,
+                             epsilon=1e-5, dtype=self.dtype)
+    conv = functools.partial(nn.Conv, self.features, use_bias=False, dtype=self.dtype)
+    y = nn.relu(norm()(x))
+    shortcut = x
+    if self.strides != 1 or x.shape[-1] != self.features:
+      shortcut = conv((1, 1), strides=self.strides)(y)
+    y = conv((3, 3), strides=self.strides, padding='SAME')(y)
+    y = conv((3, 3), padding='SAME')(nn.relu(norm()(y)))
+    return y + shortcut
+
+
+class PreActResNet(nn.Module):
+  """A pre-activation ResNet sized for 28x28 inputs: configs/best.py's leaderboard-class model.
+
+  A 3x3 stem, three stages of `blocks` PreActBlocks at 28x28, 14x14 and 7x7 with `widths`
+  channels, BN-ReLU, global average pooling, dropout, Dense 10. The defaults (3 blocks, widths
+  32/64/128) are ResNet-20 at twice its width: 1,083,626 parameters.
+  """
+  blocks: int = 3
+  widths: tuple[int, ...] = (32, 64, 128)
+  dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = nn.Conv(self.widths[0], (3, 3), padding='SAME', use_bias=False, dtype=self.dtype)(x)
+    for i, width in enumerate(self.widths):
+      for j in range(self.blocks):
+        x = PreActBlock(width, 2 if i > 0 and j == 0 else 1, self.dtype)(x, train)
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+                     dtype=self.dtype)(x)
+    x = nn.relu(x).mean(axis=(1, 2))
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    return nn.Dense(NUM_CLASSES, dtype=self.dtype)(x)
+
+
 # (expansion, output channels, repeats, first stride) of MobileNetV2's inverted residual blocks.
 _MOBILENETV2_BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
                        (6, 160, 3, 2), (6, 320, 1, 1))
@@ -275,7 +321,7 @@ class MobileNetV2Transfer(nn.Module):
 MODELS: dict[str, Callable[..., nn.Module]] = {
     'mlp': MLP, 'cnn': CNN, 'bn_cnn': BNCNN, 'small_cnn': SmallCNN, 'vgg_cnn': VGGCNN,
     'vgg_bn_cnn': functools.partial(VGGCNN, batch_norm=True), 'torch_cnn': TorchCNN,
-    'mobilenetv2_transfer': MobileNetV2Transfer}
+    'mobilenetv2_transfer': MobileNetV2Transfer, 'preact_resnet': PreActResNet}
 
 
 def create_model(name: str, **kwargs) -> nn.Module:

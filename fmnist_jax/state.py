@@ -110,7 +110,11 @@ def _optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
   if warmup:
     schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), schedule], [warmup])
   if config.optimizer == 'sgd':
-    return optax.sgd(schedule, momentum=config.momentum)
+    sgd = optax.sgd(schedule, momentum=config.momentum)
+    # L2 added to the gradient before momentum, as PyTorch's SGD(weight_decay=...) does.
+    if not config.weight_decay:
+      return sgd
+    return optax.chain(optax.add_decayed_weights(config.weight_decay), sgd)
   if config.optimizer == 'adamw':
     return optax.adamw(schedule, weight_decay=config.weight_decay)
   return optax.adam(schedule)

@@ -18,6 +18,14 @@ EXPECTED = {
     'vgg_bn_cnn': {'params': 640 + 36_928 + 73_856 + 147_584 + 2048 * 256 + 256 + 65_792 + 2_570
                              + 2 * (64 + 64 + 128 + 128), 'batch_stats': 2 * (64 + 64 + 128 + 128)},
     'torch_cnn': {'params': 320 + 18_496 + 64 * 14 * 14 * 128 + 128 + 1_290},  # 1,625,866
+    # stem; stage 1 (3 x two BN(32) and two 3x3 convs); stage 2 (its first block with BN(32), a
+    # 1x1 projection and a stride-2 conv); stage 3 likewise; the last BN and the Dense.
+    'preact_resnet': {
+        'params': 288 + 3 * (64 + 9216 + 64 + 9216)
+                  + (64 + 2048 + 18_432 + 128 + 36_864) + 2 * (128 + 36_864 + 128 + 36_864)
+                  + (128 + 8192 + 73_728 + 256 + 147_456) + 2 * (256 + 147_456 + 256 + 147_456)
+                  + 256 + 1290,  # 1,083,626
+        'batch_stats': 2 * (6 * 32 + (32 + 64) + 4 * 64 + (64 + 128) + 4 * 128 + 128)},
 }
 
 

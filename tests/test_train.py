@@ -332,3 +332,26 @@ def test_bn_cnn_step_with_our_max_pool_equals_the_step_with_flax_max_pool(monkey
                       lambda x: nn.max_pool(x, (2, 2), strides=(2, 2)))
   for a, b in zip(ours, one_step()):
     np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
+
+
+def test_sgd_weight_decay_is_l2_added_to_the_gradient_and_zero_is_plain_sgd():
+  config = default.get_config()
+  config.update(optimizer='sgd', momentum=0.0, schedule='constant', learning_rate=0.1,
+                weight_decay=0.01)
+  params, grads = {'w': jnp.array([2.0, -4.0])}, {'w': jnp.array([0.5, 0.5])}
+  tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates['w'], -0.1 * (grads['w'] + 0.01 * params['w']), rtol=1e-6)
+  config.weight_decay = 0.0
+  tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates['w'], -0.1 * grads['w'], rtol=1e-6)
+
+
+def test_best_config_is_valid_and_builds_its_resnet():
+  from configs import best  # pylint: disable=g-import-not-at-top
+  config = best.get_config()
+  config_check.validate_config(config)
+  model = state_lib.create_model(config)
+  state = state_lib.create_train_state(config, model, steps_per_epoch=10)
+  assert models.count_params(state.params) == 1_083_626
