@@ -68,7 +68,7 @@ def run(config, workdir: str) -> dict:
 def seed_runs(config, workdir: str, sequential: bool = True):
   """(label, run directory, run config) of each run a row needs.
 
-  One seed, or several vmapped: one run in `workdir`. Several one after another: a run per seed in
+  One seed, or several together (config.num_seeds): one run in `workdir`. Several one after another: a run per seed in
   `workdir`/seed_<s>.
   """
   all_seeds = state_lib.seeds(config)
@@ -132,9 +132,9 @@ def epochs_done(run_dir: str) -> int:
 
 def run_seeds(config, workdir: str, sequential: bool = False, finished_only: bool = False,
               records: str | None = None) -> dict | None:
-  """All of config.num_seeds seeds: vmapped in one run, or one run per seed merged afterwards.
+  """All of config.num_seeds seeds: together in one run, or one run per seed merged afterwards.
 
-  The merged form is the one train.py writes for a vmapped run (per_seed, means, std).
+  The merged form is the one train.py writes for a multi-seed run (per_seed, means, std).
   `finished_only` trains nothing and merges the seeds whose runs have finished (None if none).
   `records`: a directory where each finished run's results are kept as <label>.json, and taken
   from on a machine that lacks the run.
@@ -166,7 +166,7 @@ def run_seeds(config, workdir: str, sequential: bool = False, finished_only: boo
 
 
 def _merge_histories(histories: list[list[dict]]) -> list[dict]:
-  """Per-seed histories as one history of a vmapped run (means at top level, 'per_seed' lists)."""
+  """Per-seed histories as one history of a multi-seed run (means at top level, 'per_seed' lists)."""
   keys = ('train_loss', 'train_accuracy', 'validation_loss', 'validation_accuracy')
   merged = []
   for entries in zip(*histories):

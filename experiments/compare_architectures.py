@@ -3,7 +3,7 @@
     python experiments/compare_architectures.py                    # the default configs, 5 seeds
     python experiments/compare_architectures.py --num_seeds 3 --epochs 2 --set train_split=train[:5000]
 
-Each config trains its seeds together (config.num_seeds, vmapped) in <workdir>/<config name>, or
+Each config trains its seeds together (config.num_seeds, one program) in <workdir>/<config name>, or
 with --sequential one run per seed in <workdir>/<config name>/seed_<s>; a rerun resumes or reuses
 finished runs. Writes comparison.{csv,json,md}, accuracy.png and
 validation_curves.png to --output. A run with --epochs or --set says so in every table row.
@@ -32,8 +32,9 @@ def parse_args(argv=None):
   p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',
                  help='Config overrides applied to every config (labeled in the tables).')
   p.add_argument('--sequential', action='store_true',
-                 help='Train the seeds one after another instead of vmapped together: faster on '
-                      'a CPU that one seed already keeps busy (same numbers up to float rounding).')
+                 help='Train the seeds as separate runs instead of together in one program: '
+                      'faster on a CPU that one seed already keeps busy (the same numbers there; '
+                      'on accelerators, where seeds are vmapped, up to float rounding).')
   p.add_argument('--finished_only', action='store_true',
                  help='Train nothing: tabulate the seeds whose runs have finished (a row then '
                       'says how many of --num_seeds it has).')
