@@ -131,12 +131,13 @@ class VGGCNN(nn.Module):
         name = f'Conv_{2 * i + j}'
         if j == 1 and not self.batch_norm:  # pool before bias and ReLU (BatchNorm can't commute)
           x = ConvReLUPool(features, dtype=self.dtype, name=name)(x)
-          continue
-        x = nn.relu(nn.Conv(features, (3, 3), padding='VALID', dtype=self.dtype, name=name)(x))
+        else:
+          x = nn.relu(nn.Conv(features, (3, 3), padding='VALID', dtype=self.dtype, name=name)(x))
         if self.batch_norm:
           x = nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
                            dtype=self.dtype)(x)
-          x = ops.max_pool_2x2(x) if j == 1 else x
+      if self.batch_norm:
+        x = ops.max_pool_2x2(x)
       x = nn.Dropout(self.conv_dropout_rate, deterministic=not train)(x)
     return ops.classifier_head(x, self.hidden, self.dropout_rate, train, self.dtype)
 
