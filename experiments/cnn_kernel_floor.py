@@ -31,12 +31,12 @@ def _time(fn, *args, repeats=50):
   return (time.perf_counter() - t0) / repeats
 
 
-def _conv(x, w):
+def conv(x, w):
   return jax.lax.conv_general_dilated(x, w, (1, 1), 'VALID',
                                       dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
 
 
-def _conv_as_matmul(x, w):
+def conv_as_matmul(x, w):
   h, v = x.shape[1] - 2, x.shape[2] - 2
   patches = jnp.concatenate([x[:, i:i + h, j:j + v] for i in range(3) for j in range(3)], -1)
   return patches @ w.reshape(-1, w.shape[-1])
@@ -49,13 +49,13 @@ def kernels(batch: int) -> dict[str, float]:
   x2, w2 = jax.random.normal(key, (batch, 13, 13, 32)), jax.random.normal(key, (3, 3, 32, 64))
   x3, w3 = jax.random.normal(key, (batch, 1600)), jax.random.normal(key, (1600, 128))
   out = {}
-  for name, conv in (('xla', _conv), ('matmul', _conv_as_matmul)):
-    out[f'conv1_forward_{name}'] = _time(conv, x1, w1)
+  for name, conv1 in (('xla', conv), ('matmul', conv_as_matmul)):
+    out[f'conv1_forward_{name}'] = _time(conv1, x1, w1)
     out[f'conv1_weight_grad_{name}'] = _time(
-        lambda x, w, c=conv: jax.grad(lambda w: c(x, w).sum())(w), x1, w1)
-  out['conv2_forward'] = _time(_conv, x2, w2)
-  out['conv2_input_grad'] = _time(lambda x, w: jax.grad(lambda x: _conv(x, w).sum())(x), x2, w2)
-  out['conv2_weight_grad'] = _time(lambda x, w: jax.grad(lambda w: _conv(x, w).sum())(w), x2, w2)
+        lambda x, w, c=conv1: jax.grad(lambda w: c(x, w).sum())(w), x1, w1)
+  out['conv2_forward'] = _time(conv, x2, w2)
+  out['conv2_input_grad'] = _time(lambda x, w: jax.grad(lambda x: conv(x, w).sum())(x), x2, w2)
+  out['conv2_weight_grad'] = _time(lambda x, w: jax.grad(lambda w: conv(x, w).sum())(w), x2, w2)
   # Dense 1600 -> 128: forward, input and weight gradients (the 128 -> 10 layer is negligible).
   out['dense_forward_and_grads'] = _time(
       lambda x, w: jax.grad(lambda x, w: (x @ w).sum(), argnums=(0, 1))(x, w), x3, w3)

@@ -11,7 +11,7 @@ and a matmul; both: poolfirst and im2col; slicepool: poolfirst with a free stand
 import sys
 import time
 
-import common  # pylint: disable=unused-import,g-bad-import-order
+import cnn_kernel_floor  # pylint: disable=g-bad-import-order (imports common: sys.path)
 
 import flax.linen as nn
 import jax
@@ -25,10 +25,6 @@ from fmnist_jax import ops
 B = int(sys.argv[1]) if len(sys.argv) > 1 else 128
 which = sys.argv[2].split(',') if len(sys.argv) > 2 else ['base', 'poolfirst', 'im2col', 'both']
 
-def conv1_im2col(x, w):  # x (N,28,28,1), w (3,3,1,32)
-  h = x.shape[1] - 2
-  patches = jnp.concatenate([x[:, i:i + h, j:j + h] for i in range(3) for j in range(3)], -1)
-  return patches @ w.reshape(-1, w.shape[-1])
 
 class CNNv(nn.Module):
   poolfirst: bool = False
@@ -41,10 +37,8 @@ class CNNv(nn.Module):
       cin = x.shape[-1]
       k = self.param(f'k{li}', nn.initializers.lecun_normal(), (3, 3, cin, f))
       b = self.param(f'b{li}', nn.initializers.zeros, (f,))
-      if self.im2col and li == 0:
-        y = conv1_im2col(x, k)
-      else:
-        y = jax.lax.conv_general_dilated(x, k, (1, 1), 'VALID', dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+      conv = cnn_kernel_floor.conv_as_matmul if self.im2col and li == 0 else cnn_kernel_floor.conv
+      y = conv(x, k)
       pool = ops.max_pool_2x2 if self.pool == 'custom' else (lambda t: t[:, :t.shape[1]//2*2:2, :t.shape[2]//2*2:2])
       if self.poolfirst:
         x = nn.relu(pool(y) + b)
