@@ -1,7 +1,7 @@
 """What the experiment scripts share: loading configs, training them over seeds, the machine line.
 
 Training goes through `fmnist_jax.train.train_and_evaluate` with `config.num_seeds` (the seeds of one
-config trained together in one program), so every run is an ordinary workdir: checkpoints, resume,
+config trained together in one process), so every run is an ordinary workdir: checkpoints, resume,
 TensorBoard, and a per-seed test report under workdir/seed_<s>/.
 """
 import ast

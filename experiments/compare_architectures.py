@@ -32,9 +32,9 @@ def parse_args(argv=None):
   p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',
                  help='Config overrides applied to every config (labeled in the tables).')
   p.add_argument('--sequential', action='store_true',
-                 help='Train the seeds as separate runs instead of together in one program: '
-                      'faster on a CPU that one seed already keeps busy (the same numbers there; '
-                      'on accelerators, where seeds are vmapped, up to float rounding).')
+                 help='Train the seeds as separate runs instead of together in one process: '
+                      'about as fast on a CPU, with the same numbers there (on accelerators, where '
+                      'seeds are vmapped, up to float rounding).')
   p.add_argument('--finished_only', action='store_true',
                  help='Train nothing: tabulate the seeds whose runs have finished (a row then '
                       'says how many of --num_seeds it has).')

@@ -53,8 +53,8 @@ def parse_args(argv=None):
   p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',
                  help='Overrides for every row (e.g. data_dir=...); shown in each row\'s note.')
   p.add_argument('--vmap_seeds', action='store_true',
-                 help='Train a row\'s seeds together in one program (vmapped on accelerators, '
-                 'where it is faster) instead of one run per seed (faster on a CPU).')
+                 help='Train a row\'s seeds together in one process (vmapped on accelerators, '
+                 'where it is faster) instead of one run per seed (as fast on a CPU).')
   p.add_argument('--require_pretrained', action='store_true',
                  help='Stop when the MobileNetV2 row\'s ImageNet weights are missing instead of '
                  'training it with a random backbone (labeled NOT PRETRAINED).')

@@ -38,7 +38,7 @@ flags.DEFINE_integer('repeats', 3, 'Timed runs of --steps per training measureme
 flags.DEFINE_integer('eval_images', 10000, 'Images per evaluation measurement.')
 flags.DEFINE_integer('steps_per_dispatch', 1, 'Optimizer steps per dispatch (lax.scan); see '
                      'config.steps_per_dispatch.')
-flags.DEFINE_integer('num_seeds', 1, 'Also time this many seeds trained together in one program.')
+flags.DEFINE_integer('num_seeds', 1, 'Also time this many seeds trained together in one process.')
 flags.DEFINE_bool('compare', False, 'Also time PyTorch and Keras (pip install -e .[compare]).')
 flags.DEFINE_string('output', 'benchmark.json', 'Where to write the JSON results.')
 FLAGS = flags.FLAGS
@@ -77,13 +77,14 @@ def time_training(config, augment: dict, steps: int, warmup: int):
                                                        labels, perm, key, mesh)
   step = compiled[k]  # k optimizer steps per dispatch
   bad = parallel.replicate(train.no_nonfinite_step(num_seeds), mesh)
+  parts = train.split_seeds((state, totals, bad, perm, key), train.seed_groups(num_seeds))
 
-  def run(dispatches):
-    nonlocal state, totals, bad
+  def run(dispatches):  # as train._train_epoch does it
+    nonlocal parts
     for d in range(dispatches):
-      state, totals, bad = step(state, totals, bad, images, labels, perm,
-                                np.int32(d % 16 * k), key)
-    jax.block_until_ready(totals)
+      parts = [(*step(s, t, b, images, labels, p, np.int32(d % 16 * k), r), p, r)
+               for s, t, b, p, r in parts]
+    jax.block_until_ready(parts)
 
   run(-(-warmup // k))
   dispatches = -(-steps // k)

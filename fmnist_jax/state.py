@@ -1,7 +1,7 @@
 """The training state of one or several seeds: model, optimizer, stacked states, checkpoint item.
 
 Seeds: `config.num_seeds=N` stacks the states of seeds `seed .. seed+N-1` along a leading axis, and
-the train step runs over it (train._over_seeds); seed s of such a run starts exactly as a run of
+the train step runs over it (train.seed_groups); seed s of such a run starts exactly as a run of
 seed s alone.
 """
 from __future__ import annotations

@@ -4,11 +4,11 @@ Reproducibility: the dropout and augmentation rngs of a step are `fold_in(key(se
 shuffle of an epoch is `fold_in(shuffle_key, epoch)`, so a run resumed from a checkpoint continues
 exactly as the uninterrupted run would have.
 
-Seeds: `config.num_seeds=N` trains seeds `seed, seed+1, ..., seed+N-1` together, every array of the
-state with a leading seed axis, in one compiled program: the step `jax.vmap`-ed over the axis on
-accelerators, the seeds' steps one after another on a CPU (`_over_seeds`). Each seed has its own
-initialisation, dropout, augmentation and shuffle streams, exactly those of a run with that seed
-alone, and keeps its own best-validation variables. With N=1 the axis has size 1.
+Seeds: `config.num_seeds=N` trains seeds `seed, seed+1, ..., seed+N-1` together in one process,
+every array of the state with a leading seed axis: on accelerators one compiled step `jax.vmap`-ed
+over the axis, on a CPU one seed's compiled step called for each seed in turn (`seed_groups`).
+Each seed has its own initialisation, dropout, augmentation and shuffle streams, exactly those of a
+run with that seed alone, and keeps its own best-validation variables. With N=1 the axis has size 1.
 """
 from __future__ import annotations
 
@@ -100,15 +100,17 @@ def train_step(state: state_lib.TrainState, totals: metrics.Metrics, images, lab
 
 
 def compile_train_step(config, model, state, totals, images, labels, perm, rng, mesh):
-  """AOT-compiles the train step over the seed axis of state, totals, perm and rng (`_over_seeds`).
+  """AOT-compiles the train step for one group of seeds (`seed_groups`) of state, totals, perm, rng.
 
   Returns ({k: step}, seconds) for k in {1, config.steps_per_dispatch};
   step(state, totals, bad, images, labels, perm, i, rng) -> (state, totals, bad) runs the k
-  optimizer steps on batches i .. i+k-1 in one program (a lax.scan when k > 1). `bad` (int32, one per seed, -1 while all is well) records the first optimizer
-  step whose loss was not finite, so a NaN is reported with its step without a sync per step.
-  The images and labels are shared by all seeds.
+  optimizer steps on batches i .. i+k-1 in one program (a lax.scan when k > 1), for the seeds of
+  one group: call it on each part of `split_seeds`. `bad` (int32, one per seed, -1 while all is
+  well) records the first optimizer step whose loss was not finite, so a NaN is reported with its
+  step without a sync per step. The images and labels are shared by all seeds.
   """
   t0 = time.perf_counter()
+  state, totals, perm, rng = split_seeds((state, totals, perm, rng), seed_groups(len(rng)))[0]
   steps_per_dispatch = config.get('steps_per_dispatch', 1)
   trainable = models.trainable_mask(model, state_lib.take_seed(state.params, 0))
   one = functools.partial(train_step, batch_size=config.batch_size, augment_cfg=config.augment,
@@ -140,13 +142,38 @@ def compile_train_step(config, model, state, totals, images, labels, perm, rng, 
   return compiled, time.perf_counter() - t0
 
 
-def _over_seeds(fn, num_seeds: int):
-  """`fn` over the seed axis of (state, totals, bad, perm, rng).
+def seed_groups(num_seeds: int) -> list[slice]:
+  """The seeds each call of the compiled step trains: on a CPU one seed a call, elsewhere all.
 
-  On a CPU: the seeds' plain steps one after another in the same program. A vmap makes the
-  convolutions grouped convolutions, which XLA's CPU backend runs group by group (five seeds took
-  8.4x one seed), and even a vmap of size 1 costs about 17 % there (both measured). Elsewhere
-  vmapped, where it pays.
+  On a CPU a vmap makes the convolutions grouped convolutions, which XLA runs group by group (five
+  seeds took 8.4x one seed), and five seeds' steps one after another inside one program took 6.9x
+  one seed; five calls of one seed's program took 5.1x (cnn, batch 128, measured). Elsewhere the
+  vmap pays.
+  """
+  if jax.default_backend() == 'cpu':
+    return [slice(k, k + 1) for k in range(num_seeds)]
+  return [slice(0, num_seeds)]
+
+
+def split_seeds(tree, groups: list[slice]) -> list:
+  """`tree`'s slices along the seed axis, one per group (`tree` itself when there is one group)."""
+  if len(groups) == 1:
+    return [tree]
+  return [jax.tree_util.tree_map(lambda x, g=g: x[g], tree) for g in groups]
+
+
+def join_seeds(parts: list):
+  """The inverse of `split_seeds`."""
+  if len(parts) == 1:
+    return parts[0]
+  return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
+
+
+def _over_seeds(fn, num_seeds: int):
+  """`fn` over the seed axis of (state, totals, bad, perm, rng) of one group of seeds.
+
+  Elsewhere than on a CPU vmapped. On a CPU (one seed a group) the plain step on the seed's
+  slice: even a vmap of size 1 costs about 17 % there (measured).
   """
   if jax.default_backend() != 'cpu':
     return jax.vmap(fn, in_axes=(0, 0, 0, None, None, 0, None, 0))
@@ -330,8 +357,9 @@ def _setup_loop(config, model, data, ckpt, steps_per_epoch: int, writer, mngr):
 def _train_epoch(loop: _Loop, state, best, totals, epoch: int, first: int, epoch_start: float,
                  meta, stop):
   """The optimizer steps of one epoch from step `first`; a signal saves mid-epoch and exits."""
-  perm = loop.epoch_perm(epoch)
   first_nonfinite_step = parallel.replicate(no_nonfinite_step(len(loop.run_seeds)), loop.mesh)
+  parts = split_seeds((state, totals, first_nonfinite_step, loop.epoch_perm(epoch), loop.rngs),
+                      seed_groups(len(loop.run_seeds)))
   bar = _progress_bar(loop.config, loop.steps_per_epoch,
                       f'epoch {epoch}/{loop.config.num_epochs}')
   if bar is not None:
@@ -340,14 +368,14 @@ def _train_epoch(loop: _Loop, state, best, totals, epoch: int, first: int, epoch
   i = first
   while i < loop.steps_per_epoch:
     k = k_max if i + k_max <= loop.steps_per_epoch else 1  # the epoch's tail one by one
-    state, totals, first_nonfinite_step = loop.compiled_step[k](
-        state, totals, first_nonfinite_step, loop.images, loop.labels, perm, np.int32(i),
-        loop.rngs)
+    parts = [(*loop.compiled_step[k](s, t, b, loop.images, loop.labels, p, np.int32(i), r), p, r)
+             for s, t, b, p, r in parts]
     i += k
     loop.report_progress((epoch - 1) * loop.steps_per_epoch + i)
     if bar is not None:
       bar.update(k)
     if stop.signum is not None:
+      state, totals, _ = join_seeds([part[:3] for part in parts])
       meta.update(epoch_steps_done=i, epoch_seconds_done=time.perf_counter() - epoch_start)
       step = (epoch - 1) * loop.steps_per_epoch + i
       checkpoint.save(loop.mngr, step, {'state': state, 'best': best, 'totals': totals}, meta)
@@ -357,7 +385,7 @@ def _train_epoch(loop: _Loop, state, best, totals, epoch: int, first: int, epoch
       raise SystemExit(128 + stop.signum)
   if bar is not None:
     bar.close()
-  return state, totals, first_nonfinite_step
+  return join_seeds([part[:3] for part in parts])
 
 
 def _end_epoch(loop: _Loop, state, best, totals, first_nonfinite_step, epoch: int,

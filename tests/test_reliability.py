@@ -134,21 +134,21 @@ ARGS = ['--config', 'configs/cnn.py', '--config.num_epochs=6', '--config.batch_s
 STEPS_PER_EPOCH = 3200 // 64
 
 
-def _cmd(workdir, data_dir):
-  return [sys.executable, '-m', 'fmnist_jax.main', *ARGS, f'--config.data_dir={data_dir}',
+def _cmd(workdir, data_dir, extra=()):
+  return [sys.executable, '-m', 'fmnist_jax.main', *ARGS, *extra, f'--config.data_dir={data_dir}',
           '--workdir', str(workdir)]
 
 
-def _run(workdir, data_dir):
-  out = subprocess.run(_cmd(workdir, data_dir), cwd=ROOT, capture_output=True, text=True,
+def _run(workdir, data_dir, extra=()):
+  out = subprocess.run(_cmd(workdir, data_dir, extra), cwd=ROOT, capture_output=True, text=True,
                        timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   return json.load(open(os.path.join(workdir, 'results.json')))
 
 
-def _start_and_signal(workdir, data_dir, sig):
+def _start_and_signal(workdir, data_dir, sig, extra=()):
   """Starts a run and sends `sig` once its first epoch checkpoint exists."""
-  proc = subprocess.Popen(_cmd(workdir, data_dir), cwd=ROOT, stdout=subprocess.PIPE,
+  proc = subprocess.Popen(_cmd(workdir, data_dir, extra), cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
   first = os.path.join(workdir, 'checkpoints', str(STEPS_PER_EPOCH))
   deadline = time.time() + 300
@@ -161,21 +161,21 @@ def _start_and_signal(workdir, data_dir, sig):
   return proc.returncode, stdout, stderr
 
 
-def _final_variables(workdir):
+def _final_variables(workdir, num_seeds=1):
   config = default.get_config()
-  config.model = 'cnn'
+  config.update(model='cnn', num_seeds=num_seeds)
   model = state_lib.create_model(config)
   mngr = checkpoint.manager(str(workdir), 3)
   item, _ = checkpoint.restore(mngr, mngr.latest_step(), state_lib.checkpoint_item(config, model, 1))
   return jax.tree_util.tree_leaves((item['state'].params, item['state'].opt_state, item['best']))
 
 
-def _assert_same_run(a, b, workdir_a, workdir_b):
+def _assert_same_run(a, b, workdir_a, workdir_b, num_seeds=1):
   strip = lambda h: [{k: v for k, v in e.items() if 'seconds' not in k} for e in h]
   assert strip(a['history']) == strip(b['history'])
   for key in ('test_accuracy', 'test_loss', 'validation_accuracy', 'best_epoch'):
     assert a[key] == b[key], key
-  for x, y in zip(_final_variables(workdir_a), _final_variables(workdir_b)):
+  for x, y in zip(_final_variables(workdir_a, num_seeds), _final_variables(workdir_b, num_seeds)):
     np.testing.assert_array_equal(x, y)
 
 
@@ -208,3 +208,15 @@ def test_interrupt_saves_the_current_step_and_resumes_identically(uninterrupted,
   assert f'saved the checkpoint at step {saved}' in stdout
   resumed = _run(workdir, data_dir)
   _assert_same_run(resumed, uninterrupted[1], workdir, uninterrupted[0])
+
+
+@pytest.mark.slow
+def test_interrupted_two_seed_run_resumes_identically(data_dir, tmp_path):
+  """On a CPU each seed's step is its own call; the signal's save joins them back (seed axis)."""
+  two = ('--config.num_seeds=2',)
+  straight = _run(tmp_path / 'straight', data_dir, two)
+  code, stdout, _ = _start_and_signal(str(tmp_path / 'interrupted'), data_dir, signal.SIGINT, two)
+  assert code == 128 + signal.SIGINT, stdout[-2000:]
+  resumed = _run(tmp_path / 'interrupted', data_dir, two)
+  assert len(resumed['per_seed']) == 2
+  _assert_same_run(resumed, straight, tmp_path / 'interrupted', tmp_path / 'straight', num_seeds=2)

@@ -1,7 +1,7 @@
 """Several seeds trained together against the same seeds trained alone.
 
-On a CPU the seeds' steps run one after another in one program, so each seed's numbers must equal
-its standalone run's exactly; vmapped (accelerators), up to float rounding.
+On a CPU each seed's step is one seed's compiled program, called for each seed in turn, so each
+seed's numbers must equal its standalone run's exactly; vmapped (accelerators), up to float rounding.
 """
 import json
 
@@ -72,3 +72,17 @@ def test_num_seeds_must_be_a_positive_integer():
   config.num_seeds = 0
   with pytest.raises(ValueError, match='config.num_seeds=0'):
     config_check.validate_config(config)
+
+
+def test_split_seeds_then_join_seeds_gives_the_stacked_tree_back():
+  tree = {'w': np.arange(12.0).reshape(3, 4), 'step': np.array([5, 6, 7])}
+  groups = [slice(k, k + 1) for k in range(3)]
+  parts = train.split_seeds(tree, groups)
+  assert [int(p['step'][0]) for p in parts] == [5, 6, 7]
+  assert parts[1]['w'].shape == (1, 4)
+  joined = train.join_seeds(parts)
+  np.testing.assert_array_equal(joined['w'], tree['w'])
+  np.testing.assert_array_equal(joined['step'], tree['step'])
+  assert train.split_seeds(tree, [slice(0, 3)]) == [tree]  # one group: no copies
+  if jax.default_backend() == 'cpu':
+    assert train.seed_groups(3) == groups

@@ -222,12 +222,16 @@ def test_k_steps_per_dispatch_equal_k_single_steps(num_seeds):
   compiled, _ = train.compile_train_step(config, model, *fresh()[:2], images, labels, perm, keys,
                                          mesh)
   assert sorted(compiled) == [1, 4]
-  one = fresh()
-  for i in range(8):
-    one = compiled[1](*one, images, labels, perm, np.int32(i), keys)
-  four = fresh()
-  for i in (0, 4):
-    four = compiled[4](*four, images, labels, perm, np.int32(i), keys)
+  groups = train.seed_groups(num_seeds)
+
+  def run(k, starts):
+    parts = train.split_seeds((*fresh(), perm, keys), groups)
+    for i in starts:
+      parts = [(*compiled[k](s, t, b, images, labels, p, np.int32(i), r), p, r)
+               for s, t, b, p, r in parts]
+    return train.join_seeds([part[:3] for part in parts])
+
+  one, four = run(1, range(8)), run(4, (0, 4))
   assert int(four[0].step[0]) == int(one[0].step[0]) == 8
   for a, b in zip(jax.tree_util.tree_leaves(one[0].params),
                   jax.tree_util.tree_leaves(four[0].params)):
