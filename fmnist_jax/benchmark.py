@@ -77,7 +77,7 @@ def time_training(config, augment: dict, steps: int, warmup: int):
                                                        labels, perm, key, mesh)
   step = compiled[k]  # k optimizer steps per dispatch
   bad = parallel.replicate(train.no_nonfinite_step(num_seeds), mesh)
-  parts = train.split_seeds((state, totals, bad, perm, key), train.seed_groups(num_seeds))
+  parts = train.split_seeds((state, totals, bad, perm, key), train.seed_groups(num_seeds, mesh))
 
   def run(dispatches):  # as train._train_epoch does it
     nonlocal parts

@@ -110,7 +110,8 @@ def compile_train_step(config, model, state, totals, images, labels, perm, rng, 
   step without a sync per step. The images and labels are shared by all seeds.
   """
   t0 = time.perf_counter()
-  state, totals, perm, rng = split_seeds((state, totals, perm, rng), seed_groups(len(rng)))[0]
+  state, totals, perm, rng = split_seeds((state, totals, perm, rng),
+                                         seed_groups(len(rng), mesh))[0]
   steps_per_dispatch = config.get('steps_per_dispatch', 1)
   trainable = models.trainable_mask(model, state_lib.take_seed(state.params, 0))
   one = functools.partial(train_step, batch_size=config.batch_size, augment_cfg=config.augment,
@@ -142,15 +143,16 @@ def compile_train_step(config, model, state, totals, images, labels, perm, rng, 
   return compiled, time.perf_counter() - t0
 
 
-def seed_groups(num_seeds: int) -> list[slice]:
-  """The seeds each call of the compiled step trains: on a CPU one seed a call, elsewhere all.
+def seed_groups(num_seeds: int, mesh) -> list[slice]:
+  """The seeds each call of the compiled step trains: on one CPU device one a call, else all.
 
   On a CPU a vmap makes the convolutions grouped convolutions, which XLA runs group by group (five
   seeds took 8.4x one seed), and five seeds' steps one after another inside one program took 6.9x
   one seed; five calls of one seed's program took 5.1x (cnn, batch 128, measured). Elsewhere the
-  vmap pays.
+  vmap pays. Over several CPU devices one program for all seeds: calls queued back to back there
+  deadlocked in the gradients' all-reduce (seen with 4 simulated devices).
   """
-  if jax.default_backend() == 'cpu':
+  if jax.default_backend() == 'cpu' and mesh.devices.size == 1:
     return [slice(k, k + 1) for k in range(num_seeds)]
   return [slice(0, num_seeds)]
 
@@ -172,8 +174,9 @@ def join_seeds(parts: list):
 def _over_seeds(fn, num_seeds: int):
   """`fn` over the seed axis of (state, totals, bad, perm, rng) of one group of seeds.
 
-  Elsewhere than on a CPU vmapped. On a CPU (one seed a group) the plain step on the seed's
-  slice: even a vmap of size 1 costs about 17 % there (measured).
+  Elsewhere than on a CPU vmapped. On a CPU the seeds' plain steps one after another in the
+  program (one seed, except over several devices): even a vmap of size 1 costs about 17 % there
+  (measured).
   """
   if jax.default_backend() != 'cpu':
     return jax.vmap(fn, in_axes=(0, 0, 0, None, None, 0, None, 0))
@@ -359,7 +362,7 @@ def _train_epoch(loop: _Loop, state, best, totals, epoch: int, first: int, epoch
   """The optimizer steps of one epoch from step `first`; a signal saves mid-epoch and exits."""
   first_nonfinite_step = parallel.replicate(no_nonfinite_step(len(loop.run_seeds)), loop.mesh)
   parts = split_seeds((state, totals, first_nonfinite_step, loop.epoch_perm(epoch), loop.rngs),
-                      seed_groups(len(loop.run_seeds)))
+                      seed_groups(len(loop.run_seeds), loop.mesh))
   bar = _progress_bar(loop.config, loop.steps_per_epoch,
                       f'epoch {epoch}/{loop.config.num_epochs}')
   if bar is not None:

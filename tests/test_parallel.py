@@ -120,3 +120,18 @@ def test_two_processes_train_like_one(data_dir, tmp_path):
   assert two['test_accuracy'] == pytest.approx(single['test_accuracy'], abs=0.015)
   assert [h['train_loss'] for h in two['history']] == pytest.approx(
       [h['train_loss'] for h in single['history']], rel=5e-3)
+
+
+def test_four_devices_train_two_seeds(data_dir, tmp_path):
+  """Two seeds over 4 devices: one program for both (calls queued back to back once deadlocked)."""
+  env = dict(os.environ, XLA_FLAGS='--xla_force_host_platform_device_count=4', JAX_PLATFORMS='cpu')
+  out = subprocess.run(
+      [sys.executable, '-m', 'fmnist_jax.main', '--config', 'configs/cnn.py',
+       '--config.num_seeds=2', '--config.num_epochs=1', '--config.progress_bar=off',
+       '--config.train_split=train[:1280]', '--config.validation_split=train[59000:]',
+       '--config.test_split=test[:1000]', f'--config.data_dir={data_dir}',
+       '--workdir', str(tmp_path / 'w')], cwd=ROOT, env=env, capture_output=True, text=True,
+      timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  results = json.load(open(tmp_path / 'w' / 'results.json'))
+  assert len(results['devices']) == 4 and len(results['per_seed']) == 2

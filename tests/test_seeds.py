@@ -11,6 +11,7 @@ import pytest
 
 from fmnist_jax import checkpoint
 from fmnist_jax import config_check
+from fmnist_jax import parallel
 from fmnist_jax import train
 
 
@@ -85,4 +86,4 @@ def test_split_seeds_then_join_seeds_gives_the_stacked_tree_back():
   np.testing.assert_array_equal(joined['step'], tree['step'])
   assert train.split_seeds(tree, [slice(0, 3)]) == [tree]  # one group: no copies
   if jax.default_backend() == 'cpu':
-    assert train.seed_groups(3) == groups
+    assert train.seed_groups(3, parallel.create_mesh(jax.devices()[:1])) == groups

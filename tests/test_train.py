@@ -222,7 +222,7 @@ def test_k_steps_per_dispatch_equal_k_single_steps(num_seeds):
   compiled, _ = train.compile_train_step(config, model, *fresh()[:2], images, labels, perm, keys,
                                          mesh)
   assert sorted(compiled) == [1, 4]
-  groups = train.seed_groups(num_seeds)
+  groups = train.seed_groups(num_seeds, mesh)
 
   def run(k, starts):
     parts = train.split_seeds((*fresh(), perm, keys), groups)
