@@ -105,3 +105,17 @@ def test_conv_relu_pool_matches_conv_relu_max_pool(padding):
   g = jnp.asarray(rng.normal(size=y.shape), jnp.float32)
   for a, b in zip(jax.tree_util.tree_leaves(vjp(g)), jax.tree_util.tree_leaves(vjp_ref(g))):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('recipe,base', [('mlp_crop', 'mlp'), ('cnn_tuned', 'cnn')])
+def test_tuned_recipes_keep_their_base_architecture_and_parameter_count(recipe, base):
+  """Issue 17 asks for new recipes with the same architectures and parameter counts."""
+  import importlib
+  from fmnist_jax import config_check
+  from fmnist_jax import state as state_lib
+  tuned, plain = (importlib.import_module(f'configs.{n}').get_config() for n in (recipe, base))
+  config_check.validate_config(tuned)
+  assert tuned.model == plain.model
+  count = lambda c: models.count_params(
+      models.init_variables(state_lib.create_model(c), jax.random.key(0))['params'])
+  assert count(tuned) == count(plain)
