@@ -82,8 +82,7 @@ def time_training(config, augment: dict, steps: int, warmup: int):
   def run(dispatches):  # as train._train_epoch does it
     nonlocal parts
     for d in range(dispatches):
-      parts = [(*step(s, t, b, images, labels, p, np.int32(d % 16 * k), r), p, r)
-               for s, t, b, p, r in parts]
+      parts = train.step_seeds(step, parts, images, labels, d % 16 * k)
     jax.block_until_ready(parts)
 
   run(-(-warmup // k))

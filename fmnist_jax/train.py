@@ -171,6 +171,12 @@ def join_seeds(parts: list):
   return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
 
 
+def step_seeds(step, parts: list, images, labels, i: int) -> list:
+  """One call of the compiled `step` (batches from i) for each part of `split_seeds` of
+  (state, totals, bad, perm, rng); the parts after it."""
+  return [(*step(s, t, b, images, labels, p, np.int32(i), r), p, r) for s, t, b, p, r in parts]
+
+
 def _over_seeds(fn, num_seeds: int):
   """`fn` over the seed axis of (state, totals, bad, perm, rng) of one group of seeds.
 
@@ -371,8 +377,7 @@ def _train_epoch(loop: _Loop, state, best, totals, epoch: int, first: int, epoch
   i = first
   while i < loop.steps_per_epoch:
     k = k_max if i + k_max <= loop.steps_per_epoch else 1  # the epoch's tail one by one
-    parts = [(*loop.compiled_step[k](s, t, b, loop.images, loop.labels, p, np.int32(i), r), p, r)
-             for s, t, b, p, r in parts]
+    parts = step_seeds(loop.compiled_step[k], parts, loop.images, loop.labels, i)
     i += k
     loop.report_progress((epoch - 1) * loop.steps_per_epoch + i)
     if bar is not None:

@@ -227,8 +227,7 @@ def test_k_steps_per_dispatch_equal_k_single_steps(num_seeds):
   def run(k, starts):
     parts = train.split_seeds((*fresh(), perm, keys), groups)
     for i in starts:
-      parts = [(*compiled[k](s, t, b, images, labels, p, np.int32(i), r), p, r)
-               for s, t, b, p, r in parts]
+      parts = train.step_seeds(compiled[k], parts, images, labels, i)
     return train.join_seeds([part[:3] for part in parts])
 
   one, four = run(1, range(8)), run(4, (0, 4))
