@@ -107,7 +107,8 @@ def test_conv_relu_pool_matches_conv_relu_max_pool(padding):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize('recipe,base', [('mlp_crop', 'mlp'), ('cnn_tuned', 'cnn')])
+@pytest.mark.parametrize('recipe,base', [('mlp_crop', 'mlp'), ('cnn_tuned', 'cnn'),
+                                         ('cnn_crop', 'cnn')])
 def test_tuned_recipes_keep_their_base_architecture_and_parameter_count(recipe, base):
   """Issue 17 asks for new recipes with the same architectures and parameter counts."""
   import importlib
