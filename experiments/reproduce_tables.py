@@ -19,11 +19,18 @@ A row's verdict: "reproduced" when the reported figure lies inside our 95 % t-in
 no interval ("too few seeds"). A row trained for fewer epochs than the report says SHORTENED, and a
 row with fewer finished seeds than asked says so, both in the row and in the title.
 
+--other_records DIR completes a row from another machine's run of the same recipe: when fewer of
+a row's own seeds are finished than asked, a record in DIR/<row>/ is used instead if its config
+equals the row's except for how the seeds were run (num_seeds, steps_per_dispatch: a GPU run with
+--vmap_seeds --num_seeds 5 --set steps_per_dispatch=16) and it has at least as many seeds, from
+the same first seed. The row says which machine trained it.
+
 The MobileNetV2 transfer row needs Keras' ImageNet weight file (see docs). Without it the row is
 trained with a randomly initialised backbone in <workdir>/<row>_random_backbone and says
 "NOT PRETRAINED"; --require_pretrained makes a missing file an error instead.
 """
 import glob
+import json
 import os
 
 import common  # pylint: disable=g-bad-import-order
@@ -67,6 +74,9 @@ def parse_args(argv=None):
   p.add_argument('--records', default=None,
                  help='Where finished seeds\' results are kept (default: <output>/seeds); '
                  '"none" keeps none.')
+  p.add_argument('--other_records', default=None, metavar='DIR',
+                 help='Another machine\'s records of the same rows (e.g. a GPU run\'s <output>/'
+                 'seeds): used for a row whose own seeds are not all finished.')
   args = p.parse_args(argv)
   args.workdir = os.path.expanduser(args.workdir)
   if args.records is None:
@@ -125,10 +135,68 @@ def seed_status(row: dict, records: str | None, sequential: bool = True) -> list
   return out
 
 
-def status_text(rows: list[dict], records: str | None, sequential: bool = True) -> str:
+# How a row's seeds were run, not what they trained: a record differing only here is the same recipe.
+SEED_RUNNING_FIELDS = ('num_seeds', 'steps_per_dispatch')
+
+
+def other_record(row: dict, other_records: str | None) -> dict | None:
+  """results of a finished run of the row's recipe in `other_records`/<row>/, if one qualifies."""
+  config = row['config']
+  folder = other_records and os.path.join(other_records, row['name'])
+  if not folder or not os.path.isdir(folder):
+    return None
+  wanted = json.loads(config.to_json_best_effort())
+  for path in sorted(glob.glob(os.path.join(folder, '*.json'))):
+    with open(path) as f:
+      record = json.load(f)
+    results = record['results']
+    seeds = results['seed'] if isinstance(results['seed'], list) else [results['seed']]
+    differences = [d for d in config_check.config_differences(record['config'], wanted)
+                   if d.split(':')[0] not in SEED_RUNNING_FIELDS]
+    if (not differences and results['epochs'] >= config.num_epochs
+        and len(seeds) >= config.num_seeds and seeds[0] == config.seed):
+      return results
+  return None
+
+
+def row_results(row: dict, args) -> dict | None:
+  """The row's own seeds; another machine's complete run where its own are not all finished."""
+  records = args.records and os.path.join(args.records, row['name'])
+  sequential = not args.vmap_seeds
+  own = common.run_seeds(row['config'], row['workdir'], sequential, True, records)
+  if own is not None and len(common.per_seed(own, 'test_accuracy')) >= row['config'].num_seeds:
+    return own
+  other = other_record(row, args.other_records)
+  if other is not None:
+    return other
+  if args.finished_only:
+    return own
+  return common.run_seeds(row['config'], row['workdir'], sequential, False, records)
+
+
+def trained_on(results: dict) -> str:
+  """The machine a row's runs trained on, as their results.json recorded it."""
+  backend = results.get('backend')
+  if backend is None:
+    return 'unrecorded'
+  if backend == 'cpu':
+    return 'CPU'
+  devices = results.get('device_kinds') or results.get('devices') or []
+  return f'{backend.upper()} ({", ".join(sorted(set(devices)))})'
+
+
+def status_text(rows: list[dict], records: str | None, sequential: bool = True,
+                other_records: str | None = None) -> str:
   lines, total, finished = [], 0, 0
   for row in rows:
     seeds = seed_status(row, records, sequential)
+    other = other_record(row, other_records)
+    if other is not None and sum(s['state'] == 'finished' for s in seeds) < len(seeds):
+      n = len(common.per_seed(other, 'test_accuracy'))
+      total += len(seeds)
+      finished += len(seeds)
+      lines.append(f'{row["name"]}: {n} seeds finished on {trained_on(other)} (--other_records)')
+      continue
     total += len(seeds)
     done = [s for s in seeds if s['state'] == 'finished']
     finished += len(done)
@@ -175,9 +243,10 @@ def table_row(row: dict, results: dict, args) -> dict:
       'selected_on_test': report.selected_on_test,
       'pretrained': None if backbone is None else backbone['pretrained'],
       'note': '; '.join(filter(None, [report.note, _backbone_note(backbone)] + [
-          f'override {o}' for o in args.set if not o.startswith(('data_dir=', 'progress_bar='))])),
+          f'override {o}' for o in args.set if not o.startswith(('data_dir=', 'archives_dir=', 'progress_bar='))])),
       'per_seed_test_accuracy': accuracies,
       'wall_seconds_per_seed': results['train_seconds'] / s['n'],
+      'trained_on': trained_on(results),
   }
 
 
@@ -187,13 +256,11 @@ def main(argv=None):
   if not args.status:
     common.check_dirs(args)
   if args.status:
-    print(status_text(planned, args.records, not args.vmap_seeds))
+    print(status_text(planned, args.records, not args.vmap_seeds, args.other_records))
     return None
   rows = []
   for row in planned:
-    records = args.records and os.path.join(args.records, row['name'])
-    results = common.run_seeds(row['config'], row['workdir'], not args.vmap_seeds,
-                               args.finished_only, records)
+    results = row_results(row, args)
     if results is None:
       print(f'{row["name"]}: no finished seed yet; left out of the table.')
       continue
@@ -233,7 +300,7 @@ def _cells(r: dict) -> list[str]:
   return [f'{r["report"]} (`{r["file"]}`)', f'{r["row"]} (`{r["config"]}`)', params, reported,
           f'{pct(r["ours_mean"])}{std}', seeds, interval,
           f'{pct(r["min"])} – {pct(r["max"])}', epochs,
-          f'{r["wall_seconds_per_seed"] / 60:.1f} min', f'**{r["verdict"]}**',
+          f'{r["wall_seconds_per_seed"] / 60:.1f} min ({r["trained_on"]})', f'**{r["verdict"]}**',
           r['selected_on_test'], r['note']]
 
 
@@ -244,14 +311,16 @@ def summary_table(rows: list[dict]) -> str:
     c = _cells(r)
     seeds = c[5] + (' SHORTENED' if r['shortened'] else '')
     cells.append([c[10], f'{r["row"]} ({r["file"].removesuffix(".md")})', c[3],
-                  f'{c[4]} ({seeds})', c[6], r['selected_on_test'].split(':')[0]])
+                  f'{c[4]} ({seeds})', c[6], r['trained_on'],
+                  r['selected_on_test'].split(':')[0]])
   return reporting.markdown_table(
-      ['verdict', 'report row', 'reported', 'ours (seeds)', '95 % interval',
+      ['verdict', 'report row', 'reported', 'ours (seeds)', '95 % interval', 'trained on',
        'report selected on test?'], cells)
 
 
 HEADER = ['report', 'model row', 'parameters: ours (report)', 'reported', 'ours: mean ± std',
-          'seeds', '95 % t-interval', 'min – max', 'epochs run / report', 'training time per seed',
+          'seeds', '95 % t-interval', 'min – max', 'epochs run / report',
+          'training time per seed (machine)',
           'verdict', 'report selected on test?', 'note']
 
 
@@ -266,12 +335,13 @@ def markdown(rows: list[dict], machine: dict, rows_planned: int) -> str:
   title = 'Report rows reproduced' + (f' ({"; ".join(caveats)})' if caveats
                                       else ' (full schedules, all seeds)')
   lines = [f'# {title}', '',
-           f'Machine: {common.machine_line(machine)}. Ours: test accuracy over seeds, each seed '
-           'evaluated at its best validation epoch (validation carved out of train; the test split '
+           f'Table written on: {common.machine_line(machine)}. Ours: test accuracy over seeds, '
+           'each seed evaluated at its best validation epoch (validation carved out of train; the test split '
            'is never used for selection); mean ± sample std, Student-t 95 % interval of the mean. '
            'Verdict: *reproduced* when the reported figure lies inside that interval, *beaten* when '
-           'the whole interval lies above it, *not reproduced* when below. Wall time per seed is '
-           'the training time of one seed on this machine (other work shared its two cores).', '',
+           'the whole interval lies above it, *not reproduced* when below. Training time per seed: '
+           'a run\'s training time divided by its seeds, on the machine that trained the row '
+           '(other work shared it; a GPU run trains a row\'s seeds together, vmapped).', '',
            reporting.markdown_table(HEADER, [_cells(r) for r in rows]), '',
            '## In short (the README\'s headline)', '', summary_table(rows)]
   return '\n'.join(lines) + '\n'

@@ -248,7 +248,9 @@ def archive_paths(data_dir: str, archives_dir: str) -> dict[str, str]:
   for name, (url, info) in sorted(infos.items()):
     path = os.path.join(store, name)
     if not (os.path.isfile(path) and sha256(path) == info.checksum):
-      tmp = path + '.tmp'
+      # A name of its own: runs started together on one data_dir each write their own copy.
+      fd, tmp = tempfile.mkstemp(prefix=name + '.', suffix='.tmp', dir=store)
+      os.close(fd)
       local = os.path.join(os.path.expanduser(archives_dir), name)
       if os.path.isfile(local):
         rebuild_archive(local, tmp)
@@ -262,7 +264,7 @@ def archive_paths(data_dir: str, archives_dir: str) -> dict[str, str]:
             '--config.archives_dir at a folder holding the four *-ubyte.gz archives, or give '
             'this machine internet access.')
       if sha256(tmp) != info.checksum:
-        os.remove(tmp)
+        os.remove(tmp)  # (a rebuild or download that raised leaves its .tmp, never trusted)
         raise DataUnavailableError(f'{name} from {local if os.path.isfile(local) else url} is '
                                    'truncated or altered (its sha256 is not the registered one); '
                                    'reinstall or download it again.')

@@ -80,6 +80,7 @@ def build(config, model, variables, weights: str | None, history, meta,
       'compile_seconds': meta['compile_seconds'],
       'backend': jax.default_backend(),
       'devices': [str(d) for d in jax.devices()],
+      'device_kinds': [d.device_kind for d in jax.devices()],  # e.g. 'NVIDIA H100 80GB HBM3'
       'history': history,
   }
   if config.model == 'mobilenetv2_transfer':

@@ -378,8 +378,9 @@ def _train_epoch(loop: _Loop, state, best, totals, epoch: int, first: int, epoch
   while i < loop.steps_per_epoch:
     k = k_max if i + k_max <= loop.steps_per_epoch else 1  # the epoch's tail one by one
     parts = step_seeds(loop.compiled_step[k], parts, loop.images, loop.labels, i)
+    for done in range(i + 1, i + k + 1):  # clu's periodic actions want every step, once
+      loop.report_progress((epoch - 1) * loop.steps_per_epoch + done)
     i += k
-    loop.report_progress((epoch - 1) * loop.steps_per_epoch + i)
     if bar is not None:
       bar.update(k)
     if stop.signum is not None:

@@ -72,3 +72,17 @@ def test_altered_archive_is_named_and_nothing_is_prepared(tmp_path, monkeypatch)
     input_pipeline.prepare(str(tmp_path / 'tfds'), archives_dir=str(archives))
   import tensorflow_datasets as tfds
   assert not tfds.builder('fashion_mnist', data_dir=str(tmp_path / 'tfds')).is_prepared()
+
+
+def _archive_paths(data_dir):
+  return input_pipeline.archive_paths(data_dir, input_pipeline.DEBIAN_ARCHIVES_DIR)
+
+
+def test_runs_started_together_on_one_data_dir_each_get_verified_archives(tmp_path):
+  # Jobs started at once on one data_dir (three on a GPU) used to share one .tmp name and fail.
+  import multiprocessing  # pylint: disable=g-import-not-at-top
+  with multiprocessing.get_context('spawn').Pool(4) as pool:
+    paths = pool.map(_archive_paths, [str(tmp_path)] * 4)
+  assert all(p == paths[0] for p in paths) and len(paths[0]) == 4
+  store = tmp_path / 'fashion_mnist_archives'
+  assert sorted(os.listdir(store)) == sorted(paths[0])  # no .tmp left behind

@@ -145,7 +145,8 @@ def _fake_run(run_dir, config, test_accuracy, epochs=None):
   results = {'model': config.model, 'epochs': epochs, 'seed': config.seed, 'best_epoch': epochs,
              'test_accuracy': test_accuracy, 'test_loss': 0.3, 'validation_accuracy': 0.89,
              'validation_loss': 0.3, 'num_params': 235_146, 'train_seconds': 12.0,
-             'train_images_per_second': 4000.0, 'history': history}
+             'train_images_per_second': 4000.0, 'backend': 'cpu', 'devices': ['TFRT_CPU_0'],
+             'history': history}
   with open(os.path.join(run_dir, 'results.json'), 'w') as f:
     json.dump(results, f)
   return results
@@ -206,3 +207,51 @@ def test_readme_headline_is_the_title_and_the_short_table():
   assert block.endswith('| verdict |\n| --- |\n| **beaten** |')
   done = update_readme_table.headline(table.replace(' (1 OF 2 ROWS NOT RUN YET)', ''))
   assert 'runs continue' not in done and '## Notes' not in done
+
+
+def _record(path, config, per_seed_accuracy, **changes):
+  """A multi-seed record as a GPU run with --vmap_seeds writes it (seeds trained together)."""
+  config = config.copy_and_resolve_references()
+  config.num_seeds = len(per_seed_accuracy)
+  for field, value in changes.items():
+    config[field] = value
+  per = [{'seed': config.seed + k, 'best_epoch': config.num_epochs, 'test_accuracy': a,
+          'test_loss': 0.3, 'validation_accuracy': 0.89, 'validation_loss': 0.3}
+         for k, a in enumerate(per_seed_accuracy)]
+  results = {'model': config.model, 'epochs': config.num_epochs, 'num_params': 235_146,
+             'seed': [p['seed'] for p in per], 'per_seed': per,
+             'test_accuracy': sum(per_seed_accuracy) / len(per), 'train_seconds': 30.0,
+             'backend': 'gpu', 'devices': ['cuda:0'], 'device_kinds': ['NVIDIA H100 80GB HBM3'],
+             'history': []}
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps({'config': json.loads(config.to_json_best_effort()),
+                              'results': results}))
+
+
+def test_other_records_complete_a_row_only_with_the_same_recipe(tmp_path, capsys):
+  config = os.path.join(reproduce_tables.common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
+  other = tmp_path / 'gpu' / 'pytorch_ann_vs_cnn_90_ann'
+  argv = ['--configs', config, '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o'),
+          '--other_records', str(tmp_path / 'gpu'), '--finished_only']
+  (row,) = reproduce_tables.plan(reproduce_tables.parse_args(argv))
+  _record(other / 'a_other_rate.json', row['config'], [0.9] * 5, learning_rate=0.5)
+  _record(other / 'b_too_few.json', row['config'], [0.9, 0.9], steps_per_dispatch=16)
+  assert reproduce_tables.main(argv) == []  # neither is this row's recipe with its 5 seeds
+  assert 'no finished seed yet' in capsys.readouterr().out
+
+  _record(other / 'c_same_recipe.json', row['config'], [0.881, 0.883, 0.879, 0.884, 0.880],
+          steps_per_dispatch=16)
+  (table_row,) = reproduce_tables.main(argv)
+  assert table_row['per_seed_test_accuracy'] == [0.881, 0.883, 0.879, 0.884, 0.880]
+  assert table_row['trained_on'] == 'GPU (NVIDIA H100 80GB HBM3)'
+  assert 'GPU (NVIDIA H100 80GB HBM3)' in (tmp_path / 'o' / 'reproduction.md').read_text()
+  reproduce_tables.main(argv[:-1] + ['--status'])
+  assert '5 seeds finished on GPU (NVIDIA H100 80GB HBM3)' in capsys.readouterr().out
+
+  # The row's own seeds, once all finished, come first.
+  for label, run_dir, run_config in reproduce_tables.common.seed_runs(row['config'],
+                                                                      row['workdir']):
+    _fake_run(run_dir, run_config, 0.87)
+  (table_row,) = reproduce_tables.main(argv)
+  assert table_row['per_seed_test_accuracy'] == [0.87] * 5
+  assert table_row['trained_on'] == 'CPU'

@@ -358,3 +358,16 @@ def test_best_config_is_valid_and_builds_its_resnet():
   model = state_lib.create_model(config)
   state = state_lib.create_train_state(config, model, steps_per_epoch=10)
   assert models.count_params(state.params) == 1_083_626
+
+
+def test_a_whole_run_with_several_steps_per_dispatch(small_config, tmp_path):
+  """Through the real loop: clu's periodic actions want every step, and k=4 jumps by 4 (a GPU run
+  with steps_per_dispatch=16 used to stop at its second dispatch)."""
+  small_config.report_every_steps = 5
+  one = train.train_and_evaluate(small_config, str(tmp_path / 'k1'))
+  small_config.steps_per_dispatch = 4
+  four = train.train_and_evaluate(small_config, str(tmp_path / 'k4'))
+  assert four['epochs'] == one['epochs'] == 2
+  for a, b in zip(one['history'], four['history']):
+    np.testing.assert_allclose(b['validation_loss'], a['validation_loss'], rtol=1e-4)
+  np.testing.assert_allclose(four['test_loss'], one['test_loss'], rtol=1e-4)
