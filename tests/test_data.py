@@ -78,6 +78,7 @@ def _archive_paths(data_dir):
   return input_pipeline.archive_paths(data_dir, input_pipeline.DEBIAN_ARCHIVES_DIR)
 
 
+@pytest.mark.slow  # the real archives, four processes
 def test_runs_started_together_on_one_data_dir_each_get_verified_archives(tmp_path):
   # Jobs started at once on one data_dir (three on a GPU) used to share one .tmp name and fail.
   import multiprocessing  # pylint: disable=g-import-not-at-top
