@@ -155,7 +155,10 @@ def other_record(row: dict, other_records: str | None) -> dict | None:
                    if d.split(':')[0] not in SEED_RUNNING_FIELDS]
     if (not differences and results['epochs'] >= config.num_epochs
         and len(seeds) >= config.num_seeds and seeds[0] == config.seed):
-      return results
+      run = record['config']
+      return dict(results, other_run=(
+          f'seeds from another machine\'s run ({os.path.basename(path)}: num_seeds='
+          f'{run.get("num_seeds", 1)}, steps_per_dispatch={run.get("steps_per_dispatch", 1)})'))
   return None
 
 
@@ -242,8 +245,10 @@ def table_row(row: dict, results: dict, args) -> dict:
       'shortened': results['epochs'] < row['report_epochs'],
       'selected_on_test': report.selected_on_test,
       'pretrained': None if backbone is None else backbone['pretrained'],
-      'note': '; '.join(filter(None, [report.note, _backbone_note(backbone)] + [
-          f'override {o}' for o in args.set if not o.startswith(('data_dir=', 'archives_dir=', 'progress_bar='))])),
+      'note': '; '.join(filter(None, [report.note, _backbone_note(backbone),
+                                      results.get('other_run')] + [
+          f'override {o}' for o in args.set
+          if not o.startswith(('data_dir=', 'archives_dir=', 'progress_bar='))])),
       'per_seed_test_accuracy': accuracies,
       'wall_seconds_per_seed': results['train_seconds'] / s['n'],
       'trained_on': trained_on(results),

@@ -244,6 +244,7 @@ def test_other_records_complete_a_row_only_with_the_same_recipe(tmp_path, capsys
   (table_row,) = reproduce_tables.main(argv)
   assert table_row['per_seed_test_accuracy'] == [0.881, 0.883, 0.879, 0.884, 0.880]
   assert table_row['trained_on'] == 'GPU (NVIDIA H100 80GB HBM3)'
+  assert 'c_same_recipe.json: num_seeds=5, steps_per_dispatch=16' in table_row['note']
   assert 'GPU (NVIDIA H100 80GB HBM3)' in (tmp_path / 'o' / 'reproduction.md').read_text()
   reproduce_tables.main(argv[:-1] + ['--status'])
   assert '5 seeds finished on GPU (NVIDIA H100 80GB HBM3)' in capsys.readouterr().out
