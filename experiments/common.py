@@ -96,16 +96,25 @@ def finished_run(run_dir: str, config, record: str | None = None) -> dict | None
 
   A run or record made under another config (fields other than config_check.NOT_COMPARED) is not used.
   """
-  wanted = json.loads(config.to_json_best_effort())
   for results, used_config in (
       (_read_json(os.path.join(run_dir, 'results.json')),
        lambda: _read_json(os.path.join(run_dir, 'config.json'))),
       ((_read_json(record) or {}).get('results') if record else None,
        lambda: _read_json(record)['config'])):
-    if (results is not None and results['epochs'] >= config.num_epochs
-        and not config_check.config_differences(used_config(), wanted)):
+    if results is not None and is_run_of(config, results, used_config()):
       return results
   return None
+
+
+def is_run_of(config, results: dict, used_config: dict, may_differ: tuple[str, ...] = ()) -> bool:
+  """Whether `results`, trained under `used_config`, are a finished run of `config`.
+
+  Fields in `may_differ` (and config_check.NOT_COMPARED) may differ.
+  """
+  wanted = json.loads(config.to_json_best_effort())
+  differences = [d for d in config_check.config_differences(used_config, wanted)
+                 if d.split(':')[0] not in may_differ]
+  return results['epochs'] >= config.num_epochs and not differences
 
 
 def keep_record(run_dir: str, record: str, results: dict) -> None:

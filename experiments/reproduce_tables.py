@@ -145,15 +145,12 @@ def other_record(row: dict, other_records: str | None) -> dict | None:
   folder = other_records and os.path.join(other_records, row['name'])
   if not folder or not os.path.isdir(folder):
     return None
-  wanted = json.loads(config.to_json_best_effort())
   for path in sorted(glob.glob(os.path.join(folder, '*.json'))):
     with open(path) as f:
       record = json.load(f)
     results = record['results']
     seeds = results['seed'] if isinstance(results['seed'], list) else [results['seed']]
-    differences = [d for d in config_check.config_differences(record['config'], wanted)
-                   if d.split(':')[0] not in SEED_RUNNING_FIELDS]
-    if (not differences and results['epochs'] >= config.num_epochs
+    if (common.is_run_of(config, results, record['config'], SEED_RUNNING_FIELDS)
         and len(seeds) >= config.num_seeds and seeds[0] == config.seed):
       run = record['config']
       return dict(results, other_run=(
