@@ -248,27 +248,30 @@ def archive_paths(data_dir: str, archives_dir: str) -> dict[str, str]:
   for name, (url, info) in sorted(infos.items()):
     path = os.path.join(store, name)
     if not (os.path.isfile(path) and sha256(path) == info.checksum):
-      # A name of its own: runs started together on one data_dir each write their own copy.
-      fd, tmp = tempfile.mkstemp(prefix=name + '.', suffix='.tmp', dir=store)
-      os.close(fd)
       local = os.path.join(os.path.expanduser(archives_dir), name)
-      if os.path.isfile(local):
-        rebuild_archive(local, tmp)
-      elif host_reachable(url):
-        import urllib.request  # pylint: disable=g-import-not-at-top
-        urllib.request.urlretrieve(url, tmp)
-      else:
+      if not os.path.isfile(local) and not host_reachable(url):
         raise DataUnavailableError(
             f'{name} is neither in {archives_dir!r} nor downloadable ({url} did not answer). '
             'Install the Debian package (`apt-get install dataset-fashion-mnist`), point '
             '--config.archives_dir at a folder holding the four *-ubyte.gz archives, or give '
             'this machine internet access.')
-      if sha256(tmp) != info.checksum:
-        os.remove(tmp)  # (a rebuild or download that raised leaves its .tmp, never trusted)
-        raise DataUnavailableError(f'{name} from {local if os.path.isfile(local) else url} is '
-                                   'truncated or altered (its sha256 is not the registered one); '
-                                   'reinstall or download it again.')
-      os.replace(tmp, path)
+      # A name of its own: runs started together on one data_dir each write their own copy.
+      fd, tmp = tempfile.mkstemp(prefix=name + '.', suffix='.tmp', dir=store)
+      os.close(fd)
+      try:
+        if os.path.isfile(local):
+          rebuild_archive(local, tmp)
+        else:
+          import urllib.request  # pylint: disable=g-import-not-at-top
+          urllib.request.urlretrieve(url, tmp)
+        if sha256(tmp) != info.checksum:
+          raise DataUnavailableError(f'{name} from {local if os.path.isfile(local) else url} is '
+                                     'truncated or altered (its sha256 is not the registered '
+                                     'one); reinstall or download it again.')
+        os.replace(tmp, path)
+      finally:
+        if os.path.exists(tmp):
+          os.remove(tmp)
     paths[name] = path
   return paths
 

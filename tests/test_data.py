@@ -87,3 +87,19 @@ def test_runs_started_together_on_one_data_dir_each_get_verified_archives(tmp_pa
   assert all(p == paths[0] for p in paths) and len(paths[0]) == 4
   store = tmp_path / 'fashion_mnist_archives'
   assert sorted(os.listdir(store)) == sorted(paths[0])  # no .tmp left behind
+
+
+@pytest.mark.parametrize('how', ['truncated', 'missing'])
+def test_archive_that_cannot_be_had_is_named_and_leaves_no_temporary_file(tmp_path, monkeypatch,
+                                                                          how):
+  monkeypatch.setattr(input_pipeline, 'host_reachable', lambda url, timeout=3.0: False)
+  archives = tmp_path / 'archives'
+  archives.mkdir()
+  if how == 'truncated':
+    name = 't10k-images-idx3-ubyte.gz'
+    data = open(os.path.join(input_pipeline.DEBIAN_ARCHIVES_DIR, name), 'rb').read()
+    (archives / name).write_bytes(data[:-100])
+  with pytest.raises(input_pipeline.DataUnavailableError,
+                     match='truncated or altered' if how == 'truncated' else 'neither in'):
+    input_pipeline.archive_paths(str(tmp_path / 'data'), str(archives))
+  assert os.listdir(tmp_path / 'data' / 'fashion_mnist_archives') == []
