@@ -258,6 +258,9 @@ def archive_paths(data_dir: str, archives_dir: str) -> dict[str, str]:
       # A name of its own: runs started together on one data_dir each write their own copy.
       fd, tmp = tempfile.mkstemp(prefix=name + '.', suffix='.tmp', dir=store)
       os.close(fd)
+      umask = os.umask(0)
+      os.umask(umask)
+      os.chmod(tmp, 0o666 & ~umask)  # as open() would make it (mkstemp's is 0600)
       try:
         if os.path.isfile(local):
           rebuild_archive(local, tmp)

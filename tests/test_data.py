@@ -87,6 +87,9 @@ def test_runs_started_together_on_one_data_dir_each_get_verified_archives(tmp_pa
   assert all(p == paths[0] for p in paths) and len(paths[0]) == 4
   store = tmp_path / 'fashion_mnist_archives'
   assert sorted(os.listdir(store)) == sorted(paths[0])  # no .tmp left behind
+  umask = os.umask(0)
+  os.umask(umask)
+  assert all(os.stat(p).st_mode & 0o777 == 0o666 & ~umask for p in paths[0].values())
 
 
 @pytest.mark.parametrize('how', ['truncated', 'missing'])
