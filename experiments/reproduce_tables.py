@@ -135,7 +135,8 @@ def seed_status(row: dict, records: str | None, sequential: bool = True) -> list
   return out
 
 
-# How a row's seeds were run, not what they trained: a record differing only here is the same recipe.
+# How a row's seeds were run, not what they trained: a record that differs only here is the
+# same recipe.
 SEED_RUNNING_FIELDS = ('num_seeds', 'steps_per_dispatch')
 
 
@@ -149,7 +150,7 @@ def other_record(row: dict, other_records: str | None) -> dict | None:
     with open(path) as f:
       record = json.load(f)
     results = record['results']
-    seeds = results['seed'] if isinstance(results['seed'], list) else [results['seed']]
+    seeds = common.per_seed(results, 'seed')
     if (common.is_run_of(config, results, record['config'], SEED_RUNNING_FIELDS)
         and len(seeds) >= config.num_seeds and seeds[0] == config.seed):
       run = record['config']
@@ -190,8 +191,9 @@ def status_text(rows: list[dict], records: str | None, sequential: bool = True,
   lines, total, finished = [], 0, 0
   for row in rows:
     seeds = seed_status(row, records, sequential)
-    other = other_record(row, other_records)
-    if other is not None and sum(s['state'] == 'finished' for s in seeds) < len(seeds):
+    unfinished = any(s['state'] != 'finished' for s in seeds)
+    other = other_record(row, other_records) if unfinished else None
+    if other is not None:
       n = len(common.per_seed(other, 'test_accuracy'))
       total += len(seeds)
       finished += len(seeds)
@@ -338,8 +340,9 @@ def markdown(rows: list[dict], machine: dict, rows_planned: int) -> str:
                                       else ' (full schedules, all seeds)')
   lines = [f'# {title}', '',
            f'Table written on: {common.machine_line(machine)}. Ours: test accuracy over seeds, '
-           'each seed evaluated at its best validation epoch (validation carved out of train; the test split '
-           'is never used for selection); mean ± sample std, Student-t 95 % interval of the mean. '
+           'each seed evaluated at its best validation epoch (validation carved out of train; the '
+           'test split is never used for selection); mean ± sample std, Student-t 95 % interval of '
+           'the mean. '
            'Verdict: *reproduced* when the reported figure lies inside that interval, *beaten* when '
            'the whole interval lies above it, *not reproduced* when below. Training time per seed: '
            'a run\'s training time divided by its seeds, on the machine that trained the row '
