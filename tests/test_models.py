@@ -109,7 +109,7 @@ def test_conv_relu_pool_matches_conv_relu_max_pool(padding):
 
 @pytest.mark.parametrize('recipe,base', [('mlp_crop', 'mlp'), ('cnn_tuned', 'cnn'),
                                          ('cnn_crop', 'cnn'), ('cnn_crop_long', 'cnn'),
-                                         ('bn_cnn_crop', 'bn_cnn')])
+                                         ('bn_cnn_crop', 'bn_cnn'), ('bn_cnn_erase', 'bn_cnn')])
 def test_tuned_recipes_keep_their_base_architecture_and_parameter_count(recipe, base):
   """Issue 17 asks for new recipes with the same architectures and parameter counts."""
   import importlib
