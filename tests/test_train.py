@@ -351,6 +351,48 @@ def test_sgd_weight_decay_is_l2_added_to_the_gradient_and_zero_is_plain_sgd():
   np.testing.assert_allclose(updates['w'], -0.1 * grads['w'], rtol=1e-6)
 
 
+def _learning_rates(config, steps):
+  """The learning rate of each of `steps` updates, read off plain SGD on a gradient of ones."""
+  config.update(optimizer='sgd', momentum=0.0, weight_decay=0.0)
+  tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+  params = {'w': jnp.zeros(1)}
+  opt_state, rates = tx.init(params), []
+  for _ in range(steps):
+    updates, opt_state = tx.update({'w': jnp.ones(1)}, opt_state, params)
+    rates.append(-float(updates['w'][0]))
+  return np.array(rates)
+
+
+def test_warmup_rises_linearly_then_decays_by_cosine_and_zero_is_off():
+  config = default.get_config()
+  config.update(schedule='cosine', learning_rate=0.1, num_epochs=4, warmup_epochs=1.0)
+  rates = _learning_rates(config, 40)  # 10 warm-up updates, then a 30-update cosine
+  np.testing.assert_allclose(rates[:11], 0.1 * np.arange(11) / 10, rtol=1e-5, atol=1e-8)
+  cosine = 0.1 * 0.5 * (1 + np.cos(np.pi * np.arange(30) / 30))
+  np.testing.assert_allclose(rates[10:], cosine, rtol=1e-5, atol=1e-8)
+  config.warmup_epochs = 0.0
+  plain = _learning_rates(config, 40)
+  np.testing.assert_allclose(plain, 0.1 * 0.5 * (1 + np.cos(np.pi * np.arange(40) / 40)),
+                             rtol=1e-5, atol=1e-8)
+
+
+def test_adamw_decays_weights_apart_from_the_gradient_and_zero_is_adam():
+  config = default.get_config()
+  config.update(optimizer='adamw', schedule='constant', learning_rate=0.1, weight_decay=0.01)
+  params, grads = {'w': jnp.array([2.0, -4.0])}, {'w': jnp.array([0.5, -3.0])}
+  adam = optax.adam(0.1)
+  adam_updates, _ = adam.update(grads, adam.init(params), params)
+  tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  # Decoupled (Loshchilov and Hutter): -lr * wd * w beside Adam's step, not through its moments.
+  np.testing.assert_allclose(updates['w'], adam_updates['w'] - 0.1 * 0.01 * params['w'],
+                             rtol=1e-6)
+  config.weight_decay = 0.0
+  tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+  updates, _ = tx.update(grads, tx.init(params), params)
+  np.testing.assert_allclose(updates['w'], adam_updates['w'], rtol=1e-6)
+
+
 def test_best_config_is_valid_and_builds_its_resnet():
   from configs import best  # pylint: disable=g-import-not-at-top
   config = best.get_config()
