@@ -7,8 +7,12 @@ Each config trains its seeds together (config.num_seeds, one program) in <workdi
 with --sequential one run per seed in <workdir>/<config name>/seed_<s>; a rerun resumes or reuses
 finished runs. Writes comparison.{csv,json,md}, accuracy.png and
 validation_curves.png to --output. A run with --epochs or --set says so in every table row.
+--against adds the rows of an earlier comparison.json (a committed run of the originals, say; a
+suffix :<config name>[,<config name>] picks rows) to the table and the Welch tests without training
+them again; each such row names its file and date.
 """
 import csv
+import json
 import os
 
 import common  # pylint: disable=g-bad-import-order
@@ -41,6 +45,10 @@ def parse_args(argv=None):
   p.add_argument('--records', default=None,
                  help='Keep each finished seed\'s results in <records>/<config name>/ and reuse '
                  'them on a machine without the run (see reproduce_tables.py).')
+  p.add_argument('--against', nargs='+', default=[], metavar='COMPARISON_JSON[:NAMES]',
+                 help='Rows of earlier comparisons (their comparison.json, optionally only the '
+                      'configs named after a colon, comma-separated) to test against, trained '
+                      'nothing.')
   p.add_argument('--workdir', default='runs/compare_architectures')
   p.add_argument('--output', default='experiments/results/compare_architectures')
   return p.parse_args(argv)
@@ -61,6 +69,7 @@ def main(argv=None):
   changed = ' '.join([o for o in args.set if o.split('=')[0] not in config_check.NOT_COMPARED]
                      + ([f'num_epochs={args.epochs}'] if args.epochs else []))
   label = f'SHORTENED/CHANGED ({changed})' if changed else 'full schedule'
+  earlier = [earlier_rows(path) for path in args.against]  # read before anything trains
 
   rows, accuracies, curves = [], {}, {}
   for name, (path, config) in configs.items():
@@ -84,27 +93,76 @@ def main(argv=None):
         'wall_seconds': results['train_seconds'],
         'per_seed_test_accuracy': accuracies[name],
     })
+  for row in (r for group in earlier for r in group):
+    while row['name'] in accuracies:
+      row['name'] += "'"
+    accuracies[row['name']] = row['per_seed_test_accuracy']
+    rows.append(row)
+  if not rows:
+    raise errors.UserError(f'No finished run in {args.workdir} and no --against rows: nothing to '
+                           'tabulate (leave out --finished_only to train).')
   tests = reporting.welch_tests(accuracies)
   machine = common.machine()
   os.makedirs(args.output, exist_ok=True)
   common.write_json(os.path.join(args.output, 'comparison.json'),
                     {'machine': machine, 'label': label, 'rows': rows, 'welch_tests': tests})
   with open(os.path.join(args.output, 'comparison.csv'), 'w', newline='') as f:
-    writer = csv.DictWriter(f, fieldnames=[k for k in rows[0] if k != 'per_seed_test_accuracy'])
+    writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(
+        k for r in rows for k in r if k != 'per_seed_test_accuracy')))
     writer.writeheader()
     for r in rows:
       writer.writerow({k: v for k, v in r.items() if k != 'per_seed_test_accuracy'})
-  partial = any(r['seeds'] < args.num_seeds for r in rows)
+  partial = any(r['seeds'] < r['seeds_asked'] for r in rows)
   title = (f'Test accuracy over {"up to " if partial else ""}{args.num_seeds} seeds ({label}'
            + ('; some rows have unfinished seeds' if partial else '') + ')')
   reporting.plot_seed_accuracies(accuracies, os.path.join(args.output, 'accuracy.png'), title)
-  reporting.plot_validation_bands(curves, os.path.join(args.output, 'validation_curves.png'),
-                                  f'Validation accuracy, mean ± std over seeds ({label})')
+  bands = os.path.join(args.output, 'validation_curves.png')
+  if curves:  # earlier rows bring no curves
+    reporting.plot_validation_bands(curves, bands,
+                                    f'Validation accuracy, mean ± std over seeds ({label})')
+  elif os.path.exists(bands):
+    os.remove(bands)
   md = markdown(rows, tests, machine, title)
   with open(os.path.join(args.output, 'comparison.md'), 'w') as f:
     f.write(md)
   print(md)
   return rows, tests
+
+
+def earlier_rows(arg: str) -> list[dict]:
+  """The rows of an earlier comparison.json ('<path>[:<names>]'), named '<config> (<date> run)'."""
+  path, names = arg, None
+  if not os.path.isfile(arg) and ':' in arg:
+    path, names = arg.rsplit(':', 1)
+    names = names.split(',')
+  if not os.path.isfile(path):
+    raise errors.UserError(f'--against {path}: no such file; pass a comparison.json from '
+                           'experiments/results/*/.')
+  try:
+    with open(path) as f:
+      earlier = json.load(f)
+    machine = earlier['machine']
+    rows = [dict(r, seeds_asked=r.get('seeds_asked', r['seeds'])) for r in earlier['rows']]
+    for r in rows:
+      if len(r['per_seed_test_accuracy']) < 2:
+        raise ValueError('a row with fewer than 2 seeds')
+  except (ValueError, KeyError, TypeError) as e:
+    raise errors.UserError(f'--against {path}: not a comparison.json written by this script '
+                           f'({e}); pass one from experiments/results/*/.') from None
+  if names:
+    have = [common.config_name(r['config']) for r in rows]
+    if missing := [n for n in names if n not in have]:
+      raise errors.UserError(f'--against {arg}: {path} has no row {", ".join(missing)}; its rows: '
+                             f'{", ".join(have)}.')
+    rows = [r for r, n in zip(rows, have) if n in names]
+  for r in rows:
+    r['name'] = f'{common.config_name(r["config"])} ({machine["date"]} run)'
+    r['source'] = f'{path}, {common.machine_line(machine)}'
+  return rows
+
+
+def _config_cell(row) -> str:
+  return f'{row["config"]} (earlier run: {row["source"]})' if 'source' in row else row['config']
 
 
 def _seeds_cell(row) -> str:
@@ -117,7 +175,7 @@ def markdown(rows, tests, machine, title) -> str:
   table = reporting.markdown_table(
       ['config', 'model', 'epochs', 'seeds', 'test accuracy (mean ± std)', '95 % interval', 'min',
        'max', 'parameters', 'train images/s (all seeds)', 'wall time', 'schedule'],
-      [[r['config'], r['model'], r['epochs'], _seeds_cell(r),
+      [[_config_cell(r), r['model'], r['epochs'], _seeds_cell(r),
         f'{r["test_accuracy_mean"]:.4f} ± {r["test_accuracy_std"]:.4f}',
         f'[{r["ci95_low"]:.4f}, {r["ci95_high"]:.4f}]', f'{r["min"]:.4f}', f'{r["max"]:.4f}',
         f'{r["num_params"]:,}', f'{r["train_images_per_second_all_seeds"]:,.0f}',

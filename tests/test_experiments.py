@@ -5,6 +5,7 @@ import sys
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from fmnist_jax import errors
 from fmnist_jax import input_pipeline
@@ -45,6 +46,31 @@ def test_compare_architectures_writes_tables_and_plots(data_dir, tmp_path):
     assert (out / png).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
   per_seed = json.loads((out / 'comparison.json').read_text())['rows'][0]['per_seed_test_accuracy']
   assert rows[0]['test_accuracy_mean'] == pytest.approx(np.mean(per_seed))
+
+
+def test_compare_against_earlier_rows_trains_nothing_and_tests_them(tmp_path):
+  """--against takes committed rows (here two real 5-seed CPU runs) into the table and the tests."""
+  results = os.path.join(reproduce_tables.common.ROOT, 'experiments/results')
+  originals = os.path.join(results, 'compare_architectures/comparison.json')
+  long_cnn = os.path.join(results, 'compare_cnn_crop_long/comparison.json')
+  common_args = ['--configs', 'configs/cnn.py', '--finished_only', '--workdir',
+                 str(tmp_path / 'empty'), '--output', str(tmp_path / 'o')]
+  rows, (test,) = compare_architectures.main(
+      common_args + ['--against', f'{originals}:bn_cnn', f'{long_cnn}:cnn_crop_long'])
+  assert [r['name'] for r in rows] == ['bn_cnn (2026-11-23 run)', 'cnn_crop_long (2026-11-24 run)']
+  a, b = (r['per_seed_test_accuracy'] for r in rows)
+  assert len(a) == 5 and len(b) == 5
+  expected = stats.ttest_ind(a, b, equal_var=False)
+  assert test['p_value'] == pytest.approx(expected.pvalue) and test['t'] == pytest.approx(
+      expected.statistic)
+  md = (tmp_path / 'o' / 'comparison.md').read_text()
+  assert 'earlier run: ' + originals in md and '(2026-11-24 run)' in md
+  with pytest.raises(errors.UserError, match='has no row mlp_crop; its rows: mlp, cnn, bn_cnn'):
+    compare_architectures.main(common_args + ['--against', f'{originals}:mlp_crop'])
+  with pytest.raises(errors.UserError, match='no such file'):
+    compare_architectures.main(common_args + ['--against', str(tmp_path / 'nothing.json')])
+  with pytest.raises(errors.UserError, match='nothing to tabulate'):
+    compare_architectures.main(common_args)
 
 
 def test_reproduce_tables_labels_shortened_rows(data_dir, tmp_path):
