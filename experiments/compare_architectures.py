@@ -141,24 +141,22 @@ def earlier_rows(arg: str) -> list[dict]:
   try:
     with open(path) as f:
       earlier = json.load(f)
-    machine = earlier['machine']
-    rows = [dict(r, seeds_asked=r.get('seeds_asked', r['seeds'])) for r in earlier['rows']]
-    for r in rows:
-      if len(r['per_seed_test_accuracy']) < 2:
-        raise ValueError('a row with fewer than 2 seeds')
+    machine, rows = earlier['machine'], earlier['rows']
+    date, have = machine['date'], [common.config_name(r['config']) for r in rows]
+    if any(len(r['per_seed_test_accuracy']) < 2 for r in rows):
+      raise ValueError('a row with fewer than 2 seeds')
   except (ValueError, KeyError, TypeError) as e:
     raise errors.UserError(f'--against {path}: not a comparison.json written by this script '
                            f'({e}); pass one from experiments/results/*/.') from None
-  if names:
-    have = [common.config_name(r['config']) for r in rows]
-    if missing := [n for n in names if n not in have]:
-      raise errors.UserError(f'--against {arg}: {path} has no row {", ".join(missing)}; its rows: '
-                             f'{", ".join(have)}.')
-    rows = [r for r, n in zip(rows, have) if n in names]
-  for r in rows:
-    r['name'] = f'{common.config_name(r["config"])} ({machine["date"]} run)'
-    r['source'] = f'{path}, {common.machine_line(machine)}'
-  return rows
+  if missing := [n for n in names or [] if n not in have]:
+    raise errors.UserError(f'--against {arg}: {path} has no row {", ".join(missing)}; its rows: '
+                           f'{", ".join(have)}.')
+  picked = []
+  for r, name in zip(rows, have):
+    if not names or name in names:
+      picked.append(dict(r, name=f'{name} ({date} run)',
+                         source=f'{path}, {common.machine_line(machine)}'))
+  return picked
 
 
 def _config_cell(row) -> str:
