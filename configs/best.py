@@ -19,6 +19,7 @@ def get_config():
   config.learning_rate = 0.1
   config.momentum = 0.9
   config.weight_decay = 5e-4
+  config.weight_decay_on = 'all'  # as the papers' PyTorch SGD(weight_decay=...): every parameter
   config.schedule = 'cosine'
   config.warmup_epochs = 2.0
   config.augment.flip = True

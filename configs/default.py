@@ -35,11 +35,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.learning_rate = 1e-3
   config.momentum = 0.9  # sgd only.
   config.weight_decay = 0.0  # adamw: decoupled; sgd: L2 added to the gradient (as PyTorch's SGD).
+  # kernels: only dense and convolution kernels decay (flax's, big_vision's default); all: every
+  # parameter, biases and BatchNorm scales included (as PyTorch's SGD(weight_decay=...)).
+  config.weight_decay_on = 'kernels'
   config.schedule = 'cosine'  # constant | cosine | step
   config.warmup_epochs = 0.0
   config.label_smoothing = 0.0  # optax.smooth_labels on the one-hot targets of the training loss.
   # > 0: validation, the best-epoch choice and the test use an exponential moving average of the
-  # weights with this decay (e.g. 0.999), warmed up as min(decay, (1 + t) / (10 + t)).
+  # weights and BatchNorm statistics with this decay (e.g. 0.999), warmed up as
+  # min(decay, (1 + t) / (10 + t)).
   config.ema_decay = 0.0
   config.step_boundaries = (0.5, 0.75)  # step: fractions of training where the rate drops...
   config.step_decay = 0.1  # ... by this factor.

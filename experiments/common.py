@@ -17,6 +17,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import config_check  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import errors  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fmnist_jax import provenance  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import reporting  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import results as results_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import state as state_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -91,30 +92,35 @@ def _read_json(path: str):
     return json.load(f)
 
 
-def finished_run(run_dir: str, config, record: str | None = None) -> dict | None:
+def finished_run(run_dir: str, config, record: str | None = None,
+                 any_version: bool = False) -> dict | None:
   """results.json of a finished run of `config` in `run_dir`, else of its record file, else None.
 
-  A run or record made under another config (fields other than config_check.NOT_COMPARED) is not used.
+  A run or record made under another config (fields other than config_check.NOT_COMPARED), or by
+  code of another results version (unless `any_version`, for labeled tables), is not used.
   """
   for results, used_config in (
       (_read_json(os.path.join(run_dir, 'results.json')),
        lambda: _read_json(os.path.join(run_dir, 'config.json'))),
       ((_read_json(record) or {}).get('results') if record else None,
        lambda: _read_json(record)['config'])):
-    if results is not None and is_run_of(config, results, used_config()):
+    if results is not None and is_run_of(config, results, used_config(), any_version=any_version):
       return results
   return None
 
 
-def is_run_of(config, results: dict, used_config: dict, may_differ: tuple[str, ...] = ()) -> bool:
-  """Whether `results`, trained under `used_config`, are a finished run of `config`.
+def is_run_of(config, results: dict, used_config: dict, may_differ: tuple[str, ...] = (),
+              any_version: bool = False) -> bool:
+  """Whether `results`, trained under `used_config`, are a finished run of `config` by today's code
+  (its results version; any with `any_version`).
 
   Fields in `may_differ` (and config_check.NOT_COMPARED) may differ.
   """
   wanted = json.loads(config.to_json_best_effort())
   differences = [d for d in config_check.config_differences(used_config, wanted)
                  if d.split(':')[0] not in may_differ]
-  return results['epochs'] >= config.num_epochs and not differences
+  today = any_version or provenance.results_version(results) == provenance.RESULTS_VERSION
+  return today and results['epochs'] >= config.num_epochs and not differences
 
 
 def keep_record(run_dir: str, record: str, results: dict) -> None:
@@ -140,18 +146,20 @@ def epochs_done(run_dir: str) -> int:
 
 
 def run_seeds(config, workdir: str, sequential: bool = False, finished_only: bool = False,
-              records: str | None = None) -> dict | None:
+              records: str | None = None, any_version: bool = False) -> dict | None:
   """All of config.num_seeds seeds: together in one run, or one run per seed merged afterwards.
 
   The merged form is the one train.py writes for a multi-seed run (per_seed, means, std).
   `finished_only` trains nothing and merges the seeds whose runs have finished (None if none).
   `records`: a directory where each finished run's results are kept as <label>.json, and taken
-  from on a machine that lacks the run.
+  from on a machine that lacks the run. `any_version` (with `finished_only`, for a table that
+  labels each row's code) also takes runs of older results versions, those of the newest one
+  found: seeds of two versions are never merged.
   """
   runs = []
   for label, run_dir, run_config in seed_runs(config, workdir, sequential):
     record = records and os.path.join(records, f'{label}.json')
-    result = finished_run(run_dir, run_config, record)
+    result = finished_run(run_dir, run_config, record, any_version)
     if result is None and not finished_only:
       result = run(run_config, run_dir)
     if result is None:
@@ -159,12 +167,14 @@ def run_seeds(config, workdir: str, sequential: bool = False, finished_only: boo
     if record and os.path.exists(os.path.join(run_dir, 'results.json')):
       keep_record(run_dir, record, result)
     runs.append(result)
+  if runs:
+    newest = max(provenance.results_version(r) for r in runs)
+    runs = [r for r in runs if provenance.results_version(r) == newest]
   if not runs:
     return None
   if len(runs) == 1:
     return runs[0]
-  per = [{k: r[k] for k in ('seed', 'best_epoch', 'test_accuracy', 'test_loss',
-                            'validation_accuracy', 'validation_loss')} for r in runs]
+  per = [{k: r.get(k) for k in results_lib.SEED_KEYS} for r in runs]
   merged = dict(runs[0], per_seed=per, seed=[r['seed'] for r in per],
                 best_epoch=[r['best_epoch'] for r in per])
   merged.update(results_lib.seed_means(per))

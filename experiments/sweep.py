@@ -92,8 +92,8 @@ def main(argv=None):
   test = input_pipeline.load(base, which=('test',))['test']
   report_dir = os.path.join(args.output, 'winner_test')
   os.makedirs(report_dir, exist_ok=True)
-  test_metrics = evaluate.report_on_test(model, variables, test, base.eval_batch_size, report_dir,
-                                         history)
+  tester = evaluate.Evaluator(model, test['image'], test['label'], base.eval_batch_size)
+  test_metrics = evaluate.report_on_test(tester, variables, test, report_dir, history)
   winner.update(test_accuracy=test_metrics['accuracy'], test_loss=test_metrics['loss'],
                 best_epoch=best_epoch)
   machine = common.machine()

@@ -14,6 +14,8 @@ import jax
 import jax.numpy as jnp
 from jax.scipy import ndimage
 
+from fmnist_jax import streams
+
 KEYS = ('flip', 'shift', 'rotation', 'zoom', 'shear', 'crop', 'erase')
 _WARP = ('shift', 'rotation', 'zoom', 'shear')
 # Random erasing (Zhong et al. 2020): the erased area's fraction of the image and aspect ratio.
@@ -57,19 +59,18 @@ def augment(images: jax.Array, key: jax.Array, cfg: Any) -> jax.Array:
   """Augments a float batch (N, H, W, 1) with values in [0, 1]; returns the same shape and range."""
   if not is_enabled(cfg):
     return images
-  k_flip, k_warp = jax.random.split(key)
+  keys = streams.augment_keys(key)  # one each: turning one on leaves the others' streams as they were
   if any(float(cfg[k]) > 0 for k in _WARP):
-    keys = jax.random.split(k_warp, images.shape[0])
-    images = jax.vmap(lambda im, k: _warp(im, k, cfg))(images, keys)
+    image_keys = jax.random.split(keys['warp'], images.shape[0])
+    images = jax.vmap(lambda im, k: _warp(im, k, cfg))(images, image_keys)
   if cfg.flip:
-    flip = jax.random.bernoulli(k_flip, 0.5, (images.shape[0], 1, 1, 1))
+    flip = jax.random.bernoulli(keys['flip'], 0.5, (images.shape[0], 1, 1, 1))
     images = jnp.where(flip, images[:, :, ::-1, :], images)
   images = jnp.clip(images, 0.0, 1.0)
-  # Keys of their own (fold_in), so turning these on leaves the streams above as they were.
   if int(cfg.get('crop', 0)) > 0:
-    images = random_crop(images, jax.random.fold_in(key, 1), int(cfg.crop))
+    images = random_crop(images, keys['crop'], int(cfg.crop))
   if float(cfg.get('erase', 0)) > 0:
-    images = random_erase(images, jax.random.fold_in(key, 2), float(cfg.erase))
+    images = random_erase(images, keys['erase'], float(cfg.erase))
   return images
 
 

@@ -25,6 +25,7 @@ from fmnist_jax import models
 from fmnist_jax import parallel
 from fmnist_jax import reporting
 from fmnist_jax import state as state_lib
+from fmnist_jax import streams
 from fmnist_jax import train
 
 DEFAULT_CONFIG = 'configs/default.py'
@@ -72,7 +73,8 @@ def time_training(config, augment: dict, steps: int, warmup: int):
   num_seeds = len(state_lib.seeds(config))
   totals = parallel.replicate(state_lib.empty_totals(num_seeds), mesh)
   perm = jax.numpy.stack([perm] * num_seeds)
-  key = jax.vmap(jax.random.key)(jax.numpy.array(state_lib.seeds(config)))
+  key = jax.vmap(lambda s: streams.step_root(streams.seed_key(s)))(
+      jax.numpy.array(state_lib.seeds(config)))
   compiled, compile_seconds = train.compile_train_step(config, model, state, totals, images,
                                                        labels, perm, key, mesh)
   step = compiled[k]  # k optimizer steps per dispatch

@@ -3,7 +3,9 @@
 A checkpoint is written after every epoch (step = epoch * steps_per_epoch) and, on SIGINT or
 SIGTERM, in the middle of one. Orbax writes into a temporary folder and renames it when complete,
 so a killed save never looks finished; a checkpoint that is complete but unreadable (truncated or
-altered files) is moved to `corrupt_checkpoints/` and the previous one is used.
+altered files) is moved to `corrupt_checkpoints/` by the training (skipped by evaluate and
+predict, which never write under checkpoints/) and the previous one is used. A readable checkpoint
+of another shape is refused and left untouched.
 """
 from __future__ import annotations
 
@@ -13,7 +15,9 @@ import shutil
 from typing import Any
 
 from absl import logging
+import jax
 import ml_collections
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
@@ -29,7 +33,8 @@ NOT_RANKED = -1.0  # the metric of a mid-epoch checkpoint: never "best".
 StructureMismatchError = errors.StructureMismatchError
 
 
-def manager(workdir: str, keep: int) -> ocp.CheckpointManager:
+def manager(workdir: str, keep: int, read_only: bool = False) -> ocp.CheckpointManager:
+  """The workdir's checkpoints; `read_only` (evaluate, predict) never writes, moves or deletes."""
   options = ocp.CheckpointManagerOptions(
       preservation_policy=policies.AnyPreservationPolicy([
           policies.LatestN(n=keep),
@@ -37,6 +42,8 @@ def manager(workdir: str, keep: int) -> ocp.CheckpointManager:
                          n=1),
       ]),
       enable_async_checkpointing=False,
+      read_only=read_only,
+      create=not read_only,
   )
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
                                options=options, item_names=('state', 'meta'))
@@ -63,36 +70,69 @@ def restore(mngr: ocp.CheckpointManager, step: int, abstract_item: Any):
   return restored.state, restored.meta
 
 
-def restore_latest(workdir: str, keep: int, abstract_item: Any):
+def shape_mismatch(mngr: ocp.CheckpointManager, step: int, abstract_item: Any) -> str | None:
+  """How the arrays saved at `step` differ from `abstract_item`'s ('path: saved -> wanted'), or
+  None when they fit. Reads only the checkpoint's metadata; raises if that cannot be read."""
+  saved = mngr.item_metadata(step)['state']
+  if saved is None:
+    raise ValueError('no array metadata')
+  flat_saved = {jax.tree_util.keystr(p): tuple(m.shape)
+                for p, m in jax.tree_util.tree_leaves_with_path(saved)}
+  flat_wanted = {jax.tree_util.keystr(p): tuple(np.shape(x))
+                 for p, x in jax.tree_util.tree_leaves_with_path(abstract_item)}
+  for path in sorted(set(flat_saved) | set(flat_wanted)):
+    a, b = flat_saved.get(path, '(absent)'), flat_wanted.get(path, '(absent)')
+    if a != b:
+      return f'{path}: {a} in the checkpoint, {b} for this config'
+  return None
+
+
+def restore_latest(workdir: str, keep: int, abstract_item: Any, read_only: bool = False):
   """(manager, step, item, meta) of the newest readable checkpoint; step None if there is none.
 
-  An unreadable checkpoint is reported, moved to <workdir>/corrupt_checkpoints/<step> (kept for
-  inspection, out of the manager's way) and the next older one is tried.
+  A checkpoint whose arrays do not fit `abstract_item` (another model, optimizer or num_seeds) is
+  refused with StructureMismatchError and left exactly as it is. A checkpoint that cannot be read
+  is moved to <workdir>/corrupt_checkpoints/<step> (kept for inspection, out of the manager's
+  way), or with `read_only` just skipped, and the next older one is tried. One that vanishes while
+  it is read (a training deletes its old checkpoints) is not damage: the listing is read again.
   """
-  mngr = manager(workdir, keep)
-  for step in sorted(mngr.all_steps(), reverse=True):
+  mngr = manager(workdir, keep, read_only)
+  tried = set()
+  while True:
+    steps = [s for s in sorted(mngr.all_steps(), reverse=True) if s not in tried]
+    if not steps:
+      return mngr, None, None, None
+    step = steps[0]
+    tried.add(step)
+    path = os.path.join(mngr.directory, str(step))
     try:
-      item, meta = restore(mngr, step, abstract_item)
-      return mngr, step, item, meta
+      mismatch = shape_mismatch(mngr, step, abstract_item)
+      if mismatch is None:
+        item, meta = restore(mngr, step, abstract_item)
+        return mngr, step, item, meta
     except Exception as e:  # pylint: disable=broad-except
-      # Orbax, TensorStore and JSON raise many kinds of errors for damaged files; a readable
-      # checkpoint of another shape is orbax's "tree structures do not match" ValueError.
-      if isinstance(e, ValueError) and 'structures do not match' in str(e):
-        raise StructureMismatchError(
-            f'Checkpoint {step} in {workdir} holds a differently shaped state (another model, '
-            'optimizer or num_seeds) than the config asks for; it is left untouched. Use a new '
-            '--workdir for this config.') from None
+      # Orbax, TensorStore and JSON raise many kinds of errors for damaged or vanished files.
       error = e
-    aside = os.path.join(os.path.abspath(workdir), 'corrupt_checkpoints', str(step))
-    message = (f'Checkpoint {step} in {workdir} cannot be read ({type(error).__name__}: '
-               f'{str(error)[:300]}); moved to {aside}, trying the previous one.')
+    else:
+      raise StructureMismatchError(
+          f'Checkpoint {step} in {workdir} holds a differently shaped state than the config asks '
+          f'for ({mismatch}); it is left untouched. Use a new --workdir for this config.')
+    if not os.path.exists(path):  # deleted under us by the training that owns the workdir
+      mngr = manager(workdir, keep, read_only)
+      continue
+    message = f'Checkpoint {step} in {workdir} cannot be read ({type(error).__name__}: ' \
+              f'{str(error)[:300]})'
+    if read_only:
+      message += '; left as it is, trying the previous one.'
+    else:
+      aside = os.path.join(os.path.abspath(workdir), 'corrupt_checkpoints', str(step))
+      message += f'; moved to {aside}, trying the previous one.'
+      os.makedirs(os.path.dirname(aside), exist_ok=True)
+      shutil.rmtree(aside, ignore_errors=True)
+      shutil.move(path, aside)
+      mngr = manager(workdir, keep)
     logging.warning(message)
     print('WARNING: ' + message, flush=True)
-    os.makedirs(os.path.dirname(aside), exist_ok=True)
-    shutil.rmtree(aside, ignore_errors=True)
-    shutil.move(os.path.join(mngr.directory, str(step)), aside)
-    mngr = manager(workdir, keep)
-  return mngr, None, None, None
 
 
 def load_best(workdir: str, seed_index: int = 0):
@@ -105,7 +145,8 @@ def load_best(workdir: str, seed_index: int = 0):
     config = ml_collections.ConfigDict(json.load(f))
   model = state_lib.create_model(config)
   _, step, ckpt, meta = restore_latest(
-      workdir, config.keep_checkpoints, state_lib.checkpoint_item(config, model, 1))
+      workdir, config.keep_checkpoints, state_lib.checkpoint_item(config, model, 1),
+      read_only=True)
   if step is None:
     raise errors.WorkdirError(f'--workdir {workdir!r} holds no checkpoint yet: its run has not '
                               'finished an epoch. Train first (or wait for the first epoch).')

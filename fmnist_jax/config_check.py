@@ -17,6 +17,7 @@ from fmnist_jax import input_pipeline
 from fmnist_jax import models
 
 OPTIMIZERS = ('adam', 'adamw', 'sgd')
+WEIGHT_DECAY_ON = ('kernels', 'all')
 SCHEDULES = ('constant', 'cosine', 'step')
 DTYPES = ('float32', 'bfloat16')  # bfloat16: mixed precision for accelerators (state.DTYPES).
 
@@ -29,6 +30,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     bad('model', config.model, f'choose one of {sorted(models.MODELS)}')
   if config.optimizer not in OPTIMIZERS:
     bad('optimizer', config.optimizer, f'choose one of {list(OPTIMIZERS)}')
+  if config.get('weight_decay_on', 'kernels') not in WEIGHT_DECAY_ON:
+    bad('weight_decay_on', config.weight_decay_on, f'choose one of {list(WEIGHT_DECAY_ON)}')
   if config.schedule not in SCHEDULES:
     bad('schedule', config.schedule, f'choose one of {list(SCHEDULES)}')
   for field in ('learning_rate', 'num_epochs', 'batch_size', 'eval_batch_size', 'keep_checkpoints'):
@@ -114,7 +117,8 @@ def _check_data_dir(data_dir: str, bad) -> None:
 NOT_COMPARED = ('progress_bar', 'report_every_steps', 'data_dir', 'archives_dir', 'data_source')
 # Fields added later: a saved config without one had this value.
 ADDED_FIELDS = {'steps_per_dispatch': 1, 'label_smoothing': 0.0, 'augment.crop': 0,
-                'augment.erase': 0.0, 'ema_decay': 0.0}
+                'augment.erase': 0.0, 'ema_decay': 0.0,
+                'weight_decay_on': 'all'}  # before results version 2 every parameter decayed
 NOT_COMPARED_PREFIXES = ('report.',)  # a report config's description of itself (title, seeds).
 
 

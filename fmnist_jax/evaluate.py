@@ -25,6 +25,7 @@ class Evaluator:
 
   def __init__(self, model, images: np.ndarray, labels: np.ndarray, batch_size: int, mesh=None):
     n = len(labels)
+    self.model = model
     self.num_examples = n
     self.batch_size = min(batch_size, n)
     self.num_batches = -(-n // self.batch_size)
@@ -63,14 +64,15 @@ def _logits(model, batch_size, mesh, variables, images, i):
   return model.apply(variables, input_pipeline.normalize(batch), train=False).astype(jnp.float32)
 
 
-def report_on_test(model, variables, test: dict[str, np.ndarray], batch_size: int, workdir: str,
-                   history, writer=None, step: int = 0, mesh=None) -> dict[str, float]:
-  """Evaluates on the test split and writes the report files; accuracy from the predictions."""
-  metrics_, probs = Evaluator(model, test['image'], test['label'], batch_size, mesh).run(variables)
+def report_on_test(tester: Evaluator, variables, test: dict[str, np.ndarray], workdir: str,
+                   history, writer=None, step: int = 0) -> dict[str, float]:
+  """Evaluates on the test split (`tester` holds it) and writes the report files; accuracy from
+  the predictions."""
+  metrics_, probs = tester.run(variables)
   if jax.process_index() != 0:  # several hosts: process 0 writes the files.
     return {'accuracy': float(np.mean(probs.argmax(1) == test['label'])), 'loss': metrics_['loss']}
   report = reporting.write_all(workdir, test, probs, metrics_['loss'], history,
-                               models.summary(model), writer=writer, step=step)
+                               models.summary(tester.model), writer=writer, step=step)
   return {'accuracy': report['accuracy'], 'loss': metrics_['loss']}
 
 
@@ -78,7 +80,8 @@ def evaluate_workdir(workdir: str) -> dict[str, float]:
   """Re-evaluates the best checkpoint of a run on its test split and rewrites the report files."""
   config, model, variables, history, best = checkpoint.load_best(workdir)
   test = input_pipeline.load(config, which=('test',))['test']
-  result = report_on_test(model, variables, test, config.eval_batch_size, workdir, history)
+  tester = Evaluator(model, test['image'], test['label'], config.eval_batch_size)
+  result = report_on_test(tester, variables, test, workdir, history)
   print(f'{config.model} (best checkpoint, epoch {best}): test accuracy {result["accuracy"]:.4f}, '
         f'test loss {result["loss"]:.4f}; report files written to {workdir}')
   return result

@@ -15,6 +15,7 @@ import numpy as np
 
 from fmnist_jax import models
 from fmnist_jax import pretrained
+from fmnist_jax import provenance
 
 BEST_METRIC = 'validation_accuracy'  # which epoch's variables are evaluated on test
 
@@ -50,14 +51,24 @@ def seed_history(history: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
   return out
 
 
-def seed_results(history, test_metrics, seed) -> dict[str, Any]:
+# Each seed's figures in results.json, records and merged runs. test_*: the best-validation
+# epoch's variables on test (what every table reports); final_test_*: the last epoch's variables
+# on test (the reports' protocol; never used to select anything).
+SEED_KEYS = ('seed', 'best_epoch', 'test_accuracy', 'test_loss', 'final_test_accuracy',
+             'final_test_loss', 'validation_accuracy', 'validation_loss')
+
+
+def seed_results(history, test_metrics, seed, final_test_metrics=None) -> dict[str, Any]:
   best = best_epoch(history)
   entry = history[best - 1]
+  final = final_test_metrics or {'accuracy': None, 'loss': None}
   return {
       'seed': seed,
       'best_epoch': best,
       'test_accuracy': test_metrics['accuracy'],
       'test_loss': test_metrics['loss'],
+      'final_test_accuracy': final['accuracy'],
+      'final_test_loss': final['loss'],
       'validation_accuracy': entry['validation_accuracy'],
       'validation_loss': entry['validation_loss'],
   }
@@ -69,6 +80,8 @@ def build(config, model, variables, weights: str | None, history, meta,
   train_images = sum(h['train_images'] for h in history)
   train_time = sum(h['train_seconds'] for h in history)
   results = {
+      'results_version': provenance.RESULTS_VERSION,
+      'provenance': provenance.describe(),
       'model': config.model,
       'num_params': models.count_params(variables),
       'num_trainable_params': models.count_trainable(model, variables['params']),
@@ -96,8 +109,10 @@ def build(config, model, variables, weights: str | None, history, meta,
 def seed_means(per_seed: list[dict[str, Any]]) -> dict[str, float]:
   """Means over seeds of the final metrics, with the sample standard deviation (ddof=1) beside."""
   out = {}
-  for key in ('test_accuracy', 'test_loss', 'validation_accuracy', 'validation_loss'):
-    if per_seed[0][key] is not None:  # test metrics are None when the test split was skipped
+  for key in ('test_accuracy', 'test_loss', 'final_test_accuracy', 'final_test_loss',
+              'validation_accuracy', 'validation_loss'):
+    # Test metrics are None when the test split was skipped, final ones absent in older records.
+    if per_seed[0].get(key) is not None:
       values = np.array([r[key] for r in per_seed])
       out[key], out[key + '_std'] = float(values.mean()), float(values.std(ddof=1))
   return out

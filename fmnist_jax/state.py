@@ -6,8 +6,9 @@ seed s alone.
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any
 
+from flax import struct
 from flax.training import train_state
 import jax
 import jax.numpy as jnp
@@ -16,12 +17,19 @@ import optax
 from fmnist_jax import metrics
 from fmnist_jax import models
 from fmnist_jax import pretrained
+from fmnist_jax import streams
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}  # config.dtype -> compute dtype
 
 
 class TrainState(train_state.TrainState):
   batch_stats: Any
+  # With config.ema_decay > 0, the exponential moving average of `variables` (params and
+  # BatchNorm statistics alike, as timm's ModelEmaV2), else {}. Its decay warms up as
+  # min(decay, (1 + t) / (10 + t)) after t updates (timm, TensorFlow's ExponentialMovingAverage
+  # with num_updates), so early averages are not dominated by the random initialisation.
+  ema: Any = struct.field(default_factory=dict)
+  ema_decay: float = struct.field(pytree_node=False, default=0.0)
 
   @property
   def variables(self) -> dict[str, Any]:
@@ -31,42 +39,17 @@ class TrainState(train_state.TrainState):
 
   @property
   def eval_variables(self) -> dict[str, Any]:
-    """What validation, the best-epoch copy and the test see: the moving average of the params
-    when config.ema_decay > 0 (with the live batch_stats), else the params themselves."""
-    ema = optax.tree_utils.tree_get(self.opt_state, 'params_ema')
-    if ema is None:
-      return self.variables
-    return {**self.variables, 'params': ema}
+    """What validation, the best-epoch copy and the test see: the moving average when there is
+    one, else the variables themselves."""
+    return self.ema or self.variables
 
-
-class ParamEmaState(NamedTuple):
-  count: jax.Array
-  params_ema: Any
-
-
-def with_params_ema(tx: optax.GradientTransformation, decay: float) -> optax.GradientTransformation:
-  """`tx`, which also keeps an exponential moving average of the parameters after each update.
-
-  The average lives in the optimizer state, so checkpoints and resume carry it unchanged. Its
-  decay warms up as min(decay, (1 + t) / (10 + t)) after t updates (as timm's ModelEmaV2 and
-  TensorFlow's ExponentialMovingAverage with num_updates), so early averages are not dominated
-  by the random initialisation.
-  """
-  def init(params):
-    return tx.init(params), ParamEmaState(jnp.zeros([], jnp.int32),
-                                          jax.tree_util.tree_map(jnp.array, params))
-
-  def update(updates, state, params=None):
-    inner, ema_state = state
-    updates, inner = tx.update(updates, inner, params)
-    count = ema_state.count + 1
-    d = jnp.minimum(decay, (1.0 + count) / (10.0 + count))
-    new_params = optax.apply_updates(params, updates)
-    average = jax.tree_util.tree_map(lambda e, p: d * e + (1 - d) * p, ema_state.params_ema,
-                                     new_params)
-    return updates, (inner, ParamEmaState(count, average))
-
-  return optax.GradientTransformation(init, update)
+  def apply_gradients(self, *, grads, **kwargs) -> 'TrainState':
+    new = super().apply_gradients(grads=grads, **kwargs)
+    if not self.ema_decay:
+      return new
+    d = jnp.minimum(self.ema_decay, (1.0 + new.step) / (10.0 + new.step))
+    return new.replace(ema=jax.tree_util.tree_map(lambda e, v: d * e + (1 - d) * v, self.ema,
+                                                  new.variables))
 
 
 def create_model(config):
@@ -81,18 +64,12 @@ def create_model(config):
 
 def create_optimizer(config, steps_per_epoch: int,
                      model=None) -> optax.GradientTransformation:
-  """The config's optimizer; with a `model` that freezes parameters, those get no updates.
-
-  With config.ema_decay > 0 it also keeps the moving average of the parameters that evaluation
-  uses (`with_params_ema`).
-  """
+  """The config's optimizer; with a `model` that freezes parameters, those get no updates."""
   tx = _optimizer(config, steps_per_epoch)
   if model is not None and hasattr(model, 'trainable'):
     labels = lambda params: jax.tree_util.tree_map(
         lambda t: 'train' if t else 'frozen', models.trainable_mask(model, params))
     tx = optax.multi_transform({'train': tx, 'frozen': optax.set_to_zero()}, labels)
-  if config.get('ema_decay', 0.0):
-    tx = with_params_ema(tx, config.ema_decay)
   return tx
 
 
@@ -109,15 +86,22 @@ def _optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
     schedule = optax.constant_schedule(lr)
   if warmup:
     schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), schedule], [warmup])
+  mask = None if config.get('weight_decay_on', 'kernels') == 'all' else decay_mask
   if config.optimizer == 'sgd':
     sgd = optax.sgd(schedule, momentum=config.momentum)
     # L2 added to the gradient before momentum, as PyTorch's SGD(weight_decay=...) does.
     if not config.weight_decay:
       return sgd
-    return optax.chain(optax.add_decayed_weights(config.weight_decay), sgd)
+    return optax.chain(optax.add_decayed_weights(config.weight_decay, mask), sgd)
   if config.optimizer == 'adamw':
-    return optax.adamw(schedule, weight_decay=config.weight_decay)
+    return optax.adamw(schedule, weight_decay=config.weight_decay, mask=mask)
   return optax.adam(schedule)
+
+
+def decay_mask(params) -> Any:
+  """True for the kernels of dense and convolution layers (flax's and big_vision's default for
+  weight decay); biases and BatchNorm scales and offsets are not decayed."""
+  return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == 'kernel', params)
 
 
 def backbone_weights(config) -> str | None:
@@ -138,14 +122,19 @@ def create_train_state(config, model, steps_per_epoch: int, seed: int | None = N
   A MobileNetV2 backbone starts from the Keras weight file `weights` (see `backbone_weights`);
   None leaves it randomly initialised (also for a state a checkpoint is about to overwrite).
   """
-  variables = models.init_variables(model, jax.random.key(config.seed if seed is None else seed))
+  variables = models.init_variables(model, streams.init_key(config.seed if seed is None else seed))
   params, batch_stats = variables['params'], variables.get('batch_stats', {})
   if weights:
     params, batch_stats = dict(params), dict(batch_stats)
     params['backbone'], batch_stats['backbone'] = pretrained.to_flax(
         pretrained.keras_layer_weights(weights), params['backbone'], batch_stats['backbone'])
+  ema = {}
+  if config.ema_decay:
+    ema = jax.tree_util.tree_map(jnp.array, {'params': params, 'batch_stats': batch_stats}
+                                 if batch_stats else {'params': params})
   return TrainState.create(apply_fn=model.apply, params=params, batch_stats=batch_stats,
-                           tx=tx or create_optimizer(config, steps_per_epoch, model))
+                           tx=tx or create_optimizer(config, steps_per_epoch, model), ema=ema,
+                           ema_decay=config.ema_decay)
 
 
 def seeds(config) -> list[int]:

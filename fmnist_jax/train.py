@@ -1,8 +1,9 @@
 """Training: the jitted train step and the epoch loop, with checkpoints, writers and test report.
 
-Reproducibility: the dropout and augmentation rngs of a step are `fold_in(key(seed), step)` and the
-shuffle of an epoch is `fold_in(shuffle_key, epoch)`, so a run resumed from a checkpoint continues
-exactly as the uninterrupted run would have.
+Reproducibility: the dropout and augmentation keys of a step are functions of the seed and the
+global step, and the shuffle of an epoch of the seed and the epoch (`streams`, where no two streams
+can coincide), so a run resumed from a checkpoint continues exactly as the uninterrupted run would
+have.
 
 Seeds: `config.num_seeds=N` trains seeds `seed, seed+1, ..., seed+N-1` together in one process,
 every array of the state with a leading seed axis: on accelerators one compiled step `jax.vmap`-ed
@@ -42,8 +43,10 @@ from fmnist_jax import input_pipeline
 from fmnist_jax import metrics
 from fmnist_jax import models
 from fmnist_jax import parallel
+from fmnist_jax import provenance
 from fmnist_jax import results as results_lib
 from fmnist_jax import state as state_lib
+from fmnist_jax import streams
 from fmnist_jax import workdir as workdir_lib
 from fmnist_jax import writers
 
@@ -72,12 +75,14 @@ def train_step(state: state_lib.TrainState, totals: metrics.Metrics, images, lab
                label_smoothing: float = 0.0):
   """One optimizer step on batch `i` of the epoch's permutation; everything stays on the device.
 
+  `rng` is the seed's `streams.step_root`.
+
   `trainable` (a tree of bools like the params, None: all) stops the gradient at frozen
   parameters, so their weight gradients are never computed.
   """
   x, y = gather_batch(images, labels, perm, i, batch_size, mesh)
-  dropout_rng, augment_rng = jax.random.split(jax.random.fold_in(rng, state.step))
-  x = augment.augment(x.astype(jnp.float32) / 255.0, augment_rng, augment_cfg)
+  keys = streams.step_keys(rng, state.step)
+  x = augment.augment(x.astype(jnp.float32) / 255.0, keys['augment'], augment_cfg)
   x = (x - input_pipeline.MEAN) / input_pipeline.STD
 
   def loss_fn(params):
@@ -87,7 +92,7 @@ def train_step(state: state_lib.TrainState, totals: metrics.Metrics, images, lab
     variables = {'params': params}
     if state.batch_stats:
       variables['batch_stats'] = state.batch_stats
-    logits, updates = state.apply_fn(variables, x, train=True, rngs={'dropout': dropout_rng},
+    logits, updates = state.apply_fn(variables, x, train=True, rngs={'dropout': keys['dropout']},
                                      mutable=['batch_stats'])
     logits = logits.astype(jnp.float32)  # the loss in float32 also under bfloat16.
     loss = cross_entropy(logits, y, label_smoothing).mean()
@@ -200,7 +205,7 @@ def no_nonfinite_step(num_seeds: int) -> np.ndarray:
 
 def _permutations(keys, epoch, n, steps, batch_size):
   """Each seed's shuffle of the training set for `epoch` (a run with that seed alone gets the same)."""
-  return jax.vmap(lambda k: jax.random.permutation(jax.random.fold_in(k, epoch), n)[
+  return jax.vmap(lambda k: jax.random.permutation(streams.epoch_shuffle_key(k, epoch), n)[
       :steps * batch_size])(keys)
 
 
@@ -241,6 +246,12 @@ def _finished_run(config, workdir: str, allow_config_change: bool) -> dict[str, 
     with open(results_path) as f:
       results = json.load(f)
     if results['epochs'] >= config.num_epochs:
+      made_by = provenance.results_version(results)
+      if made_by != provenance.RESULTS_VERSION:
+        raise errors.WorkdirError(
+            f'{workdir} holds a finished run of results version {made_by}; this code is results '
+            f'version {provenance.RESULTS_VERSION} and gives other numbers. Use a new --workdir '
+            'to train it with this code (or move this one away).')
       logging.info('%s already holds a finished run; nothing to train.', workdir)
       print(results_lib.summary_line(results))
       return results
@@ -273,8 +284,6 @@ class _Loop:
 
 def _train(config, workdir: str) -> dict[str, Any]:
   weights = state_lib.backbone_weights(config)  # resolved (or downloaded) once per run
-  results_lib.write_json(os.path.join(workdir, 'config.json'),
-                         json.loads(config.to_json_best_effort()))
   data = input_pipeline.load(config)
   n_train = len(data['train']['label'])
   if n_train < config.batch_size:
@@ -285,6 +294,9 @@ def _train(config, workdir: str) -> dict[str, Any]:
   # `best` holds each seed's variables from its best validation epoch so far; `totals` the
   # training metrics of the epoch in progress (for a checkpoint taken in the middle of one).
   mngr, ckpt, meta = _restore_or_init(config, model, workdir, steps_per_epoch, weights)
+  # Written once the checkpoint is known to fit it, so a refused resume leaves the workdir as it was.
+  results_lib.write_json(os.path.join(workdir, 'config.json'),
+                         json.loads(config.to_json_best_effort()))
   history = meta['history']
   writer = writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if not history:
@@ -306,19 +318,47 @@ def _train(config, workdir: str) -> dict[str, Any]:
                                                          epoch_start, meta, stop)
       best = _end_epoch(loop, state, best, totals, first_nonfinite_step, epoch, epoch_start,
                         history, best_accuracy, meta)
-  return _test_and_write_results(loop, workdir, data, history, best, meta, weights)
+  return _test_and_write_results(loop, workdir, data, history, state, best, meta, weights)
 
 
 def _restore_or_init(config, model, workdir: str, steps_per_epoch: int, weights: str | None):
-  """(manager, checkpoint item, meta): the newest readable checkpoint, or a fresh start."""
+  """(manager, checkpoint item, meta): the newest readable checkpoint, or a fresh start.
+
+  A checkpoint of another shape (the config changed under --allow_config_change) or made by code
+  of another results version is refused, naming what changed, and left as it is.
+  """
   ckpt = state_lib.checkpoint_item(config, model, steps_per_epoch, weights)
-  mngr, latest, restored, meta = checkpoint.restore_latest(workdir, config.keep_checkpoints, ckpt)
+  try:
+    mngr, latest, restored, meta = checkpoint.restore_latest(workdir, config.keep_checkpoints,
+                                                             ckpt)
+  except errors.StructureMismatchError as e:
+    changed = _changed_fields(config, workdir)
+    raise errors.StructureMismatchError(
+        str(e).replace('; it is left', (f'; the config changed: {changed}' if changed else '')
+                       + '; it is left')) from None
   if latest is None:
     return mngr, ckpt, {'history': [], 'compile_seconds': None, 'epoch_steps_done': 0,
-                        'epoch_seconds_done': 0.0}
+                        'epoch_seconds_done': 0.0,
+                        'results_version': provenance.RESULTS_VERSION}
+  made_by = meta.get('results_version', provenance.UNVERSIONED)
+  if made_by != provenance.RESULTS_VERSION:
+    raise errors.WorkdirError(
+        f'{workdir} holds a run started by code of results version {made_by}; this code is '
+        f'results version {provenance.RESULTS_VERSION} and gives other numbers, so it cannot '
+        'continue that run. Use a new --workdir (or move this one away).')
   logging.info('Resumed from the checkpoint at step %d (%d epochs and %d steps done).', latest,
                len(meta['history']), meta['epoch_steps_done'])
   return mngr, restored, meta
+
+
+def _changed_fields(config, workdir: str) -> str:
+  """The fields in which `config` differs from the workdir's config.json ('' if none or none)."""
+  try:
+    with open(os.path.join(workdir, 'config.json')) as f:
+      return '; '.join(config_check.config_differences(
+          json.load(f), json.loads(config.to_json_best_effort())))
+  except (OSError, ValueError):
+    return ''
 
 
 def _describe_model(config, model, state) -> None:
@@ -342,8 +382,9 @@ def _setup_loop(config, model, data, ckpt, steps_per_epoch: int, writer, mngr):
   images, labels = parallel.replicate((train['image'], train['label']), mesh)
   validation = evaluate.Evaluator(model, data['validation']['image'],
                                   data['validation']['label'], config.eval_batch_size, mesh)
-  rngs = parallel.replicate(jax.vmap(jax.random.key)(jnp.array(run_seeds)), mesh)
-  shuffle_rngs = jax.vmap(lambda k: jax.random.fold_in(k, 0x5EED))(rngs)
+  seed_keys = parallel.replicate(jax.vmap(streams.seed_key)(jnp.array(run_seeds)), mesh)
+  rngs = jax.vmap(streams.step_root)(seed_keys)
+  shuffle_rngs = jax.vmap(streams.shuffle_root)(seed_keys)
   permutations = jax.jit(_permutations, static_argnums=(2, 3, 4),
                          out_shardings=parallel.replicated(mesh))
   epoch_perm = lambda epoch: permutations(shuffle_rngs, epoch, n_train, steps_per_epoch,
@@ -386,7 +427,7 @@ def _train_epoch(loop: _Loop, state, best, totals, epoch: int, first: int, epoch
     if stop.signum is not None:
       state, totals, _ = join_seeds([part[:3] for part in parts])
       meta.update(epoch_steps_done=i, epoch_seconds_done=time.perf_counter() - epoch_start)
-      step = (epoch - 1) * loop.steps_per_epoch + i
+      step = optimizer_step(state)
       checkpoint.save(loop.mngr, step, {'state': state, 'best': best, 'totals': totals}, meta)
       print(f'\nStopped by signal {stop.signum} at step {i} of epoch {epoch}; saved the '
             f'checkpoint at step {step}. Run the same command to continue.', flush=True)
@@ -427,10 +468,16 @@ def _end_epoch(loop: _Loop, state, best, totals, first_nonfinite_step, epoch: in
         f'acc {h["validation_accuracy"]:.4f}' + (' (seed means)' if num_seeds > 1 else '')
         + f'  {h["seconds"]:.1f}s', flush=True)
   meta.update(epoch_steps_done=0, epoch_seconds_done=0.0)
-  checkpoint.save(loop.mngr, epoch * steps, {'state': state, 'best': best,
-                                             'totals': loop.new_totals()}, meta,
+  checkpoint.save(loop.mngr, optimizer_step(state), {'state': state, 'best': best,
+                                                     'totals': loop.new_totals()}, meta,
                   metric=h['validation_accuracy'])
   return best
+
+
+def optimizer_step(state) -> int:
+  """The optimizer steps taken so far: a checkpoint's key, which only grows (also when a resumed
+  run's batch size, and with it the steps per epoch, changed)."""
+  return int(np.asarray(state.step).reshape(-1)[0])
 
 
 def _stop_if_diverged(loop: _Loop, losses, first_nonfinite_step, epoch: int) -> None:
@@ -445,12 +492,16 @@ def _stop_if_diverged(loop: _Loop, losses, first_nonfinite_step, epoch: int) -> 
           f'(after epoch {epoch - 1}) is kept. Lower config.learning_rate.')
 
 
-def _test_and_write_results(loop: _Loop, workdir: str, data, history, best, meta,
+def _test_and_write_results(loop: _Loop, workdir: str, data, history, state, best, meta,
                             weights: str | None) -> dict[str, Any]:
-  """Each seed's best variables on the test split (its report files), then results.json."""
+  """Each seed's best variables on the test split (its report files), its final variables on the
+  test split (the reports' protocol; selects nothing), then results.json."""
   last_step = len(history) * loop.steps_per_epoch
   num_seeds = len(loop.run_seeds)
   per_seed = []
+  test = data.get('test')
+  tester = test and evaluate.Evaluator(loop.model, test['image'], test['label'],
+                                       loop.config.eval_batch_size, loop.mesh)
   for k, seed in enumerate(loop.run_seeds):
     own_history = results_lib.seed_history(history, k)
     if 'test' not in data:  # test_split='' (e.g. sweep trials): the test split is never read.
@@ -461,9 +512,10 @@ def _test_and_write_results(loop: _Loop, workdir: str, data, history, best, meta
     report_dir = workdir if num_seeds == 1 else os.path.join(workdir, f'seed_{seed}')
     os.makedirs(report_dir, exist_ok=True)
     test_metrics = evaluate.report_on_test(
-        loop.model, state_lib.take_seed(best, k), data['test'], loop.config.eval_batch_size, report_dir,
-        own_history, loop.writer if num_seeds == 1 else None, last_step, loop.mesh)
-    per_seed.append(results_lib.seed_results(own_history, test_metrics, seed))
+        tester, state_lib.take_seed(best, k), test, report_dir, own_history,
+        loop.writer if num_seeds == 1 else None, last_step)
+    final_metrics = tester(state_lib.take_seed(state.eval_variables, k))
+    per_seed.append(results_lib.seed_results(own_history, test_metrics, seed, final_metrics))
   results = results_lib.build(loop.config, loop.model, state_lib.take_seed(best, 0), weights, history,
                               meta, per_seed)
   if results['test_accuracy'] is not None:

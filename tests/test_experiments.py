@@ -9,6 +9,7 @@ from scipy import stats
 
 from fmnist_jax import errors
 from fmnist_jax import input_pipeline
+from fmnist_jax import provenance
 from fmnist_jax import reporting
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -168,7 +169,8 @@ def _fake_run(run_dir, config, test_accuracy, epochs=None):
   epochs = epochs or config.num_epochs
   history = [{'epoch': e + 1, 'train_loss': 0.3, 'train_accuracy': 0.9, 'validation_loss': 0.3,
               'validation_accuracy': 0.89} for e in range(epochs)]
-  results = {'model': config.model, 'epochs': epochs, 'seed': config.seed, 'best_epoch': epochs,
+  results = {'results_version': provenance.RESULTS_VERSION,
+             'model': config.model, 'epochs': epochs, 'seed': config.seed, 'best_epoch': epochs,
              'test_accuracy': test_accuracy, 'test_loss': 0.3, 'validation_accuracy': 0.89,
              'validation_loss': 0.3, 'num_params': 235_146, 'train_seconds': 12.0,
              'train_images_per_second': 4000.0, 'backend': 'cpu', 'devices': ['TFRT_CPU_0'],
@@ -244,7 +246,8 @@ def _record(path, config, per_seed_accuracy, **changes):
   per = [{'seed': config.seed + k, 'best_epoch': config.num_epochs, 'test_accuracy': a,
           'test_loss': 0.3, 'validation_accuracy': 0.89, 'validation_loss': 0.3}
          for k, a in enumerate(per_seed_accuracy)]
-  results = {'model': config.model, 'epochs': config.num_epochs, 'num_params': 235_146,
+  results = {'results_version': provenance.RESULTS_VERSION,
+             'model': config.model, 'epochs': config.num_epochs, 'num_params': 235_146,
              'seed': [p['seed'] for p in per], 'per_seed': per,
              'test_accuracy': sum(per_seed_accuracy) / len(per), 'train_seconds': 30.0,
              'backend': 'gpu', 'devices': ['cuda:0'], 'device_kinds': ['NVIDIA H100 80GB HBM3'],

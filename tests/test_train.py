@@ -260,31 +260,51 @@ def test_new_recipe_fields_absent_from_an_old_config_mean_their_defaults():
   assert config_check.config_differences(old, new) == ['label_smoothing: 0.0 -> 0.1']
 
 
-def test_params_ema_follows_its_update_rule_and_zero_decay_is_off():
-  """ema_t = d_t * ema_{t-1} + (1 - d_t) * params_t, d_t = min(decay, (1 + t) / (10 + t))."""
+def test_ema_follows_its_update_rule_over_params_and_batch_stats_and_zero_decay_is_off():
+  """ema_t = d_t * ema_{t-1} + (1 - d_t) * variables_t, d_t = min(decay, (1 + t) / (10 + t)), for
+  the params and the BatchNorm statistics alike."""
   config = default.get_config()
-  config.update(optimizer='sgd', momentum=0.0, schedule='constant', learning_rate=0.1,
-                ema_decay=0.9)
+  config.update(optimizer='sgd', momentum=0.0, schedule='constant', learning_rate=0.1)
   tx = state_lib.create_optimizer(config, steps_per_epoch=10)
-  params = {'w': jnp.array([1.0, -2.0])}
-  opt_state = tx.init(params)
-  expected = params['w']
-  grads = [jnp.array([0.5, 1.0]) * (t + 1) for t in range(30)]
-  for t, g in enumerate(grads, start=1):
-    updates, opt_state = tx.update({'w': g}, opt_state, params)
-    params = optax.apply_updates(params, updates)
+  variables = {'params': {'w': jnp.array([1.0, -2.0])}, 'batch_stats': {'mean': jnp.array([0.])}}
+  state = state_lib.TrainState.create(apply_fn=None, tx=tx, params=variables['params'],
+                                      batch_stats=variables['batch_stats'], ema=variables,
+                                      ema_decay=0.9)
+  expected = variables
+  for t in range(1, 31):
+    state = state.apply_gradients(grads={'w': jnp.array([0.5, 1.0]) * t},
+                                  batch_stats={'mean': jnp.array([float(t)])})
     d = min(0.9, (1 + t) / (10 + t))
-    expected = d * expected + (1 - d) * params['w']
-  ema = optax.tree_utils.tree_get(opt_state, 'params_ema')
-  np.testing.assert_allclose(ema['w'], expected, rtol=1e-6)
-  assert not np.allclose(ema['w'], params['w'])
-  # Off (0): the plain optimizer, its state without an average, evaluation on the params.
-  config.ema_decay = 0.0
+    expected = jax.tree_util.tree_map(lambda e, v, d=d: d * e + (1 - d) * v, expected,
+                                      state.variables)
+  for got, want in zip(jax.tree_util.tree_leaves(state.eval_variables),
+                       jax.tree_util.tree_leaves(expected)):
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert not np.allclose(state.eval_variables['batch_stats']['mean'], state.batch_stats['mean'])
+  # Off (0): no average kept, evaluation on the variables themselves.
   model = state_lib.create_model(config)
   plain = state_lib.create_train_state(config, model, steps_per_epoch=10)
-  assert optax.tree_utils.tree_get(plain.opt_state, 'params_ema') is None
+  assert plain.ema == {}
   assert jax.tree_util.tree_all(
       jax.tree_util.tree_map(lambda a, b: a is b, plain.eval_variables, plain.variables))
+
+
+def test_weight_decay_reaches_kernels_only_unless_all():
+  """Kernels decay, biases and BatchNorm scales do not (weight_decay_on='kernels', the default);
+  'all' decays every parameter."""
+  config = default.get_config()
+  config.update(optimizer='sgd', momentum=0.0, schedule='constant', learning_rate=1.0,
+                weight_decay=0.1)
+  params = {'Dense_0': {'kernel': jnp.ones(2), 'bias': jnp.ones(2)},
+            'BatchNorm_0': {'scale': jnp.ones(2), 'bias': jnp.ones(2)}}
+  zero = jax.tree_util.tree_map(jnp.zeros_like, params)
+  for on, decayed in (('kernels', {'kernel'}), ('all', {'kernel', 'bias', 'scale'})):
+    config.weight_decay_on = on
+    tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+    updates, _ = tx.update(zero, tx.init(params), params)
+    for path, u in jax.tree_util.tree_leaves_with_path(updates):
+      want = -0.1 if path[-1].key in decayed else 0.0
+      np.testing.assert_allclose(u, want, err_msg=f'{on}: {jax.tree_util.keystr(path)}')
 
 
 def test_ema_run_keeps_the_average_as_its_best_variables(tmp_path, monkeypatch):
@@ -301,8 +321,8 @@ def test_ema_run_keeps_the_average_as_its_best_variables(tmp_path, monkeypatch):
   ckpt, _ = checkpoint.restore(mngr, mngr.latest_step(),
                                state_lib.checkpoint_item(config, model, steps_per_epoch=8))
   state = state_lib.take_seed(ckpt['state'], 0)
-  ema = optax.tree_utils.tree_get(state.opt_state, 'params_ema')
-  live, average = jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(ema)
+  live, average = (jax.tree_util.tree_leaves(state.params),
+                   jax.tree_util.tree_leaves(state.ema['params']))
   assert any(not np.allclose(a, b) for a, b in zip(live, average))
   for a, b in zip(jax.tree_util.tree_leaves(state_lib.take_seed(ckpt['best'], 0)['params']),
                   average):
@@ -341,25 +361,25 @@ def test_sgd_weight_decay_is_l2_added_to_the_gradient_and_zero_is_plain_sgd():
   config = default.get_config()
   config.update(optimizer='sgd', momentum=0.0, schedule='constant', learning_rate=0.1,
                 weight_decay=0.01)
-  params, grads = {'w': jnp.array([2.0, -4.0])}, {'w': jnp.array([0.5, 0.5])}
+  params, grads = {'kernel': jnp.array([2.0, -4.0])}, {'kernel': jnp.array([0.5, 0.5])}
   tx = state_lib.create_optimizer(config, steps_per_epoch=10)
   updates, _ = tx.update(grads, tx.init(params), params)
-  np.testing.assert_allclose(updates['w'], -0.1 * (grads['w'] + 0.01 * params['w']), rtol=1e-6)
+  np.testing.assert_allclose(updates['kernel'], -0.1 * (grads['kernel'] + 0.01 * params['kernel']), rtol=1e-6)
   config.weight_decay = 0.0
   tx = state_lib.create_optimizer(config, steps_per_epoch=10)
   updates, _ = tx.update(grads, tx.init(params), params)
-  np.testing.assert_allclose(updates['w'], -0.1 * grads['w'], rtol=1e-6)
+  np.testing.assert_allclose(updates['kernel'], -0.1 * grads['kernel'], rtol=1e-6)
 
 
 def _learning_rates(config, steps):
   """The learning rate of each of `steps` updates, read off plain SGD on a gradient of ones."""
   config.update(optimizer='sgd', momentum=0.0, weight_decay=0.0)
   tx = state_lib.create_optimizer(config, steps_per_epoch=10)
-  params = {'w': jnp.zeros(1)}
+  params = {'kernel': jnp.zeros(1)}
   opt_state, rates = tx.init(params), []
   for _ in range(steps):
-    updates, opt_state = tx.update({'w': jnp.ones(1)}, opt_state, params)
-    rates.append(-float(updates['w'][0]))
+    updates, opt_state = tx.update({'kernel': jnp.ones(1)}, opt_state, params)
+    rates.append(-float(updates['kernel'][0]))
   return np.array(rates)
 
 
@@ -379,18 +399,18 @@ def test_warmup_rises_linearly_then_decays_by_cosine_and_zero_is_off():
 def test_adamw_decays_weights_apart_from_the_gradient_and_zero_is_adam():
   config = default.get_config()
   config.update(optimizer='adamw', schedule='constant', learning_rate=0.1, weight_decay=0.01)
-  params, grads = {'w': jnp.array([2.0, -4.0])}, {'w': jnp.array([0.5, -3.0])}
+  params, grads = {'kernel': jnp.array([2.0, -4.0])}, {'kernel': jnp.array([0.5, -3.0])}
   adam = optax.adam(0.1)
   adam_updates, _ = adam.update(grads, adam.init(params), params)
   tx = state_lib.create_optimizer(config, steps_per_epoch=10)
   updates, _ = tx.update(grads, tx.init(params), params)
   # Decoupled (Loshchilov and Hutter): -lr * wd * w beside Adam's step, not through its moments.
-  np.testing.assert_allclose(updates['w'], adam_updates['w'] - 0.1 * 0.01 * params['w'],
+  np.testing.assert_allclose(updates['kernel'], adam_updates['kernel'] - 0.1 * 0.01 * params['kernel'],
                              rtol=1e-6)
   config.weight_decay = 0.0
   tx = state_lib.create_optimizer(config, steps_per_epoch=10)
   updates, _ = tx.update(grads, tx.init(params), params)
-  np.testing.assert_allclose(updates['w'], adam_updates['w'], rtol=1e-6)
+  np.testing.assert_allclose(updates['kernel'], adam_updates['kernel'], rtol=1e-6)
 
 
 def test_best_config_is_valid_and_builds_its_resnet():
