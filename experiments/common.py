@@ -195,10 +195,11 @@ def _merge_histories(histories: list[list[dict]]) -> list[dict]:
   return merged
 
 
-def per_seed(results: dict, key: str) -> list[float]:
+def per_seed(results: dict, key: str) -> list:
+  """Each seed's `key` (None where a run from older code did not record it)."""
   if 'per_seed' in results:
-    return [r[key] for r in results['per_seed']]
-  return [results[key]]
+    return [r.get(key) for r in results['per_seed']]
+  return [results.get(key)]
 
 
 def validation_curves(results: dict) -> list[list[float]]:

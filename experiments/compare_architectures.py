@@ -20,6 +20,7 @@ import common  # pylint: disable=g-bad-import-order
 from fmnist_jax import cli
 from fmnist_jax import config_check
 from fmnist_jax import errors
+from fmnist_jax import provenance
 
 from fmnist_jax import reporting
 
@@ -92,6 +93,7 @@ def main(argv=None):
         'train_images_per_second_all_seeds': results['train_images_per_second'],
         'wall_seconds': results['train_seconds'],
         'per_seed_test_accuracy': accuracies[name],
+        'made_by': provenance.code_line(results.get('provenance')),
     })
   for row in (r for group in earlier for r in group):
     while row['name'] in accuracies:
@@ -105,7 +107,8 @@ def main(argv=None):
   machine = common.machine()
   os.makedirs(args.output, exist_ok=True)
   common.write_json(os.path.join(args.output, 'comparison.json'),
-                    {'machine': machine, 'label': label, 'rows': rows, 'welch_tests': tests})
+                    {'machine': machine, 'provenance': provenance.describe(), 'label': label,
+                     'rows': rows, 'welch_tests': tests})
   with open(os.path.join(args.output, 'comparison.csv'), 'w', newline='') as f:
     writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(
         k for r in rows for k in r if k != 'per_seed_test_accuracy')))
@@ -172,19 +175,24 @@ def _seeds_cell(row) -> str:
 def markdown(rows, tests, machine, title) -> str:
   table = reporting.markdown_table(
       ['config', 'model', 'epochs', 'seeds', 'test accuracy (mean ± std)', '95 % interval', 'min',
-       'max', 'parameters', 'train images/s (all seeds)', 'wall time', 'schedule'],
+       'max', 'parameters', 'train images/s (all seeds)', 'wall time', 'schedule', 'made by'],
       [[_config_cell(r), r['model'], r['epochs'], _seeds_cell(r),
         f'{r["test_accuracy_mean"]:.4f} ± {r["test_accuracy_std"]:.4f}',
         f'[{r["ci95_low"]:.4f}, {r["ci95_high"]:.4f}]', f'{r["min"]:.4f}', f'{r["max"]:.4f}',
         f'{r["num_params"]:,}', f'{r["train_images_per_second_all_seeds"]:,.0f}',
-        f'{r["wall_seconds"] / 60:.1f} min', r['schedule']] for r in rows])
+        f'{r["wall_seconds"] / 60:.1f} min', r['schedule'],
+        r.get('made_by', provenance.code_line(None))] for r in rows])
   welch = reporting.markdown_table(
-      ['a', 'b', 'mean difference', 't', 'p', 'p < 0.05'],
+      ['a', 'b', 'mean difference', 't', 'p', 'p (Holm)', 'p (Holm) < 0.05'],
       [[t['a'], t['b'], f'{t["mean_difference"]:+.4f}', f'{t["t"]:.2f}', f'{t["p_value"]:.3g}',
-        'yes' if t['significant_at_0.05'] else 'no'] for t in tests])
-  return '\n'.join([f'# {title}', '', f'Machine: {common.machine_line(machine)}.', '', table, '',
-                    "Welch's t-test on the per-seed test accuracies (two-sided):", '',
-                    welch]) + '\n'
+        f'{t["p_holm"]:.3g}', 'yes' if t['significant_at_0.05_holm'] else 'no'] for t in tests])
+  return '\n'.join([f'# {title}', '', f'Machine: {common.machine_line(machine)}. Code: '
+                     f'{provenance.code_line(provenance.describe())}; each row\'s own in the '
+                     'table.', '', table, '',
+                     "Welch's t-test on the per-seed test accuracies (two-sided). With several "
+                     "pairs in one table, read p (Holm): Holm's step-down adjustment over all of "
+                     'them, which keeps the chance of any false difference at 5 %; the raw p is '
+                     'for one pair chosen in advance.', '', welch]) + '\n'
 
 
 if __name__ == '__main__':

@@ -12,11 +12,17 @@ the unfinished ones from their checkpoints and reuses the finished ones.
 
 Every finished seed's results.json is also copied to --records (committed with the table), so a
 later session on a fresh machine reuses it instead of training it again; a record is used only when
-its config equals the row's.
+its config equals the row's and it was made by today's results version (fmnist_jax/provenance.py).
+With --finished_only, a row none of whose seeds today's code has finished yet is shown from older
+records, labeled with the code that made them, until it is regenerated.
 
-A row's verdict: "reproduced" when the reported figure lies inside our 95 % t-interval of the mean,
-"beaten" when the whole interval lies above it, "not reproduced" when below; fewer than 2 seeds give
-no interval ("too few seeds"). A row trained for fewer epochs than the report says SHORTENED, and a
+A row's verdict: a report's figure is one training run, so it is compared with the spread of single
+runs: "reproduced" when it lies inside the 95 % prediction interval for one new run of ours (mean ±
+t(0.975, n-1) · s · sqrt(1 + 1/n)), "beaten" when the whole interval lies above it, "not
+reproduced" when below; fewer than 2 seeds give no interval ("too few seeds"). The confidence
+interval of our mean stays as a column (for comparing means, not single runs). Each row is judged
+twice: ours as this project reports (the best-validation epoch's weights) and ours under the
+report's protocol (the final weights after the report's epochs, config.report.protocol). A row trained for fewer epochs than the report says SHORTENED, and a
 row with fewer finished seeds than asked says so, both in the row and in the title.
 
 --other_records DIR completes a row from another machine's run of the same recipe: when fewer of
@@ -40,6 +46,7 @@ from fmnist_jax import errors
 
 from fmnist_jax import config_check
 from fmnist_jax import pretrained
+from fmnist_jax import provenance
 from fmnist_jax import reporting
 
 REPORT_CONFIGS = sorted(p for p in glob.glob(os.path.join(common.ROOT, 'configs/reports/*.py'))
@@ -171,7 +178,8 @@ def row_results(row: dict, args) -> dict | None:
   if other is not None:
     return other
   if args.finished_only:
-    return own
+    return own or common.run_seeds(row['config'], row['workdir'], sequential, True, records,
+                                   any_version=True)
   return common.run_seeds(row['config'], row['workdir'], sequential, False, records)
 
 
@@ -209,15 +217,17 @@ def status_text(rows: list[dict], records: str | None, sequential: bool = True,
   return '\n'.join(lines + [f'{finished} of {total} runs finished.'])
 
 
-def verdict(reported: float | None, summary: dict) -> str:
-  """Where the reported figure lies relative to our 95 % t-interval of the mean."""
+def verdict(reported: float | None, summary: dict | None) -> str:
+  """Where the reported figure (one run) lies relative to our 95 % prediction interval for one run."""
   if reported is None:
     return 'no figure reported'
+  if summary is None:
+    return 'not recorded (older code)'
   if summary['n'] < 2:
     return 'too few seeds to decide'
-  if summary['ci95_low'] > reported:
+  if summary['pi95_low'] > reported:
     return 'beaten'
-  if summary['ci95_high'] < reported:
+  if summary['pi95_high'] < reported:
     return 'not reproduced'
   return 'reproduced'
 
@@ -227,6 +237,8 @@ def table_row(row: dict, results: dict, args) -> dict:
   report = config.report
   accuracies = common.per_seed(results, 'test_accuracy')
   s = reporting.seed_summary(accuracies)
+  final = common.per_seed(results, 'final_test_accuracy')
+  f = reporting.seed_summary(final) if None not in final else None
   reported = report.reported_test_accuracy if report.reported_test_accuracy >= 0 else None
   backbone = results.get('backbone')
   return {
@@ -236,10 +248,16 @@ def table_row(row: dict, results: dict, args) -> dict:
       'report_num_params': report.num_params if report.num_params >= 0 else None,
       'reported_test_accuracy': reported,
       'ours_mean': s['mean'], 'ours_std': s['std'], 'ci95_low': s['ci95_low'],
-      'ci95_high': s['ci95_high'], 'min': s['min'], 'max': s['max'],
+      'ci95_high': s['ci95_high'], 'pi95_low': s['pi95_low'], 'pi95_high': s['pi95_high'],
+      'min': s['min'], 'max': s['max'],
       'seeds': s['n'], 'seeds_asked': config.num_seeds,
       'verdict': verdict(reported, s),
       'difference': s['mean'] - reported if reported is not None else None,
+      'report_protocol': report.get('protocol', 'final weights after the last epoch'),
+      'final_mean': f and f['mean'], 'final_std': f and f['std'],
+      'final_pi95_low': f and f['pi95_low'], 'final_pi95_high': f and f['pi95_high'],
+      'final_verdict': verdict(reported, f),
+      'per_seed_final_test_accuracy': final,
       'epochs_run': results['epochs'], 'report_epochs': row['report_epochs'],
       'shortened': results['epochs'] < row['report_epochs'],
       'selected_on_test': report.selected_on_test,
@@ -251,6 +269,8 @@ def table_row(row: dict, results: dict, args) -> dict:
       'per_seed_test_accuracy': accuracies,
       'wall_seconds_per_seed': results['train_seconds'] / s['n'],
       'trained_on': trained_on(results),
+      'results_version': provenance.results_version(results),
+      'made_by': provenance.code_line(results.get('provenance')),
   }
 
 
@@ -272,7 +292,7 @@ def main(argv=None):
   machine = common.machine()
   os.makedirs(args.output, exist_ok=True)
   common.write_json(os.path.join(args.output, 'reproduction.json'),
-                    {'machine': machine, 'rows': rows})
+                    {'machine': machine, 'provenance': provenance.describe(), 'rows': rows})
   md = markdown(rows, machine, len(planned))
   with open(os.path.join(args.output, 'reproduction.md'), 'w') as f:
     f.write(md)
@@ -291,41 +311,64 @@ def _backbone_note(backbone) -> str:
           f'(sha256 {backbone["sha256"][:12]}…)')
 
 
-def _cells(r: dict) -> list[str]:
+def _cells(r: dict) -> dict[str, str]:
   pct = lambda x: f'{x:.2%}'
-  reported = pct(r['reported_test_accuracy']) if r['reported_test_accuracy'] else '—'
-  seeds = f'{r["seeds"]}' + (f' of {r["seeds_asked"]} asked' if r['seeds'] < r['seeds_asked']
-                             else '')
-  interval = (f'{pct(r["ci95_low"])} – {pct(r["ci95_high"])}' if r['seeds'] > 1 else '—')
-  std = f' ± {r["ours_std"] * 100:.2f}' if r['seeds'] > 1 else ''
+  spread = lambda low, high: f'{pct(low)} – {pct(high)}' if r['seeds'] > 1 else '—'
+  std = lambda x: f' ± {x * 100:.2f}' if r['seeds'] > 1 else ''
+  final = (f'{pct(r["final_mean"])}{std(r["final_std"])}' if r.get('final_mean') is not None
+           else 'not recorded (older code)')
   params = f'{r["num_params"]:,}' + (f' ({r["report_num_params"]:,})'
                                      if r['report_num_params'] else ' (—)')
-  epochs = f'{r["epochs_run"]} / {r["report_epochs"]}' + (' SHORTENED' if r['shortened'] else '')
-  return [f'{r["report"]} (`{r["file"]}`)', f'{r["row"]} (`{r["config"]}`)', params, reported,
-          f'{pct(r["ours_mean"])}{std}', seeds, interval,
-          f'{pct(r["min"])} – {pct(r["max"])}', epochs,
-          f'{r["wall_seconds_per_seed"] / 60:.1f} min ({r["trained_on"]})', f'**{r["verdict"]}**',
-          r['selected_on_test'], r['note']]
+  return {
+      'report': f'{r["report"]} (`{r["file"]}`)',
+      'model row': f'{r["row"]} (`{r["config"]}`)',
+      'parameters: ours (report)': params,
+      'reported': pct(r['reported_test_accuracy']) if r['reported_test_accuracy'] else '—',
+      "report's protocol": r.get('report_protocol', '—'),
+      'seeds': f'{r["seeds"]}' + (f' of {r["seeds_asked"]} asked'
+                                  if r['seeds'] < r['seeds_asked'] else ''),
+      'ours (best-validation epoch): mean ± std': f'{pct(r["ours_mean"])}{std(r["ours_std"])}',
+      '95 % CI of our mean': spread(r['ci95_low'], r['ci95_high']),
+      '95 % PI for one run': spread(r['pi95_low'], r['pi95_high']),
+      'verdict': f'**{r["verdict"]}**',
+      "ours (report's protocol: final weights): mean ± std": final,
+      "its 95 % PI for one run": (spread(r['final_pi95_low'], r['final_pi95_high'])
+                                  if r.get('final_mean') is not None else '—'),
+      "verdict (report's protocol)": f'**{r.get("final_verdict", "not recorded (older code)")}**',
+      'min – max': f'{pct(r["min"])} – {pct(r["max"])}',
+      'epochs run / report': f'{r["epochs_run"]} / {r["report_epochs"]}'
+                             + (' SHORTENED' if r['shortened'] else ''),
+      'training time per seed (machine)':
+          f'{r["wall_seconds_per_seed"] / 60:.1f} min ({r["trained_on"]})',
+      'made by': r.get('made_by', provenance.code_line(None)),
+      'report selected on test?': r['selected_on_test'],
+      'note': r['note'],
+  }
 
 
 def summary_table(rows: list[dict]) -> str:
-  """The README's headline: one line per row, the verdict first."""
+  """The README's headline: one line per row, the verdicts first."""
+  header = ['verdict', "verdict (report's protocol)", 'report row', 'reported', 'ours (seeds)',
+            '95 % PI for one run', "ours (report's protocol)", 'made by',
+            'report selected on test?']
   cells = []
   for r in rows:
     c = _cells(r)
-    seeds = c[5] + (' SHORTENED' if r['shortened'] else '')
-    cells.append([c[10], f'{r["row"]} ({r["file"].removesuffix(".md")})', c[3],
-                  f'{c[4]} ({seeds})', c[6], r['trained_on'],
-                  r['selected_on_test'].split(':')[0]])
-  return reporting.markdown_table(
-      ['verdict', 'report row', 'reported', 'ours (seeds)', '95 % interval', 'trained on',
-       'report selected on test?'], cells)
+    seeds = c['seeds'] + (' SHORTENED' if r['shortened'] else '')
+    cells.append([c['verdict'], c["verdict (report's protocol)"],
+                  f'{r["row"]} ({r["file"].removesuffix(".md")})', c['reported'],
+                  f'{c["ours (best-validation epoch): mean ± std"]} ({seeds}, {r["trained_on"]})',
+                  c['95 % PI for one run'], c["ours (report's protocol: final weights): mean ± std"],
+                  c['made by'], r['selected_on_test'].split(':')[0]])
+  return reporting.markdown_table(header, cells)
 
 
-HEADER = ['report', 'model row', 'parameters: ours (report)', 'reported', 'ours: mean ± std',
-          'seeds', '95 % t-interval', 'min – max', 'epochs run / report',
-          'training time per seed (machine)',
-          'verdict', 'report selected on test?', 'note']
+RULE = ('A report\'s figure is one training run, so it is judged against the 95 % prediction '
+        'interval for one run of ours (mean ± t · s · √(1 + 1/n)): *reproduced* inside it, '
+        '*beaten* when the whole interval lies above, *not reproduced* when below. Each row is '
+        'judged twice: ours as this project reports (the best-validation epoch\'s weights; the '
+        'test split never selects anything) and ours under the report\'s own protocol (the final '
+        'weights after its epochs).')
 
 
 def markdown(rows: list[dict], machine: dict, rows_planned: int) -> str:
@@ -336,18 +379,21 @@ def markdown(rows: list[dict], machine: dict, rows_planned: int) -> str:
     caveats.append('SOME ROWS HAVE FEWER SEEDS THAN ASKED')
   if len(rows) < rows_planned:
     caveats.append(f'{rows_planned - len(rows)} OF {rows_planned} ROWS NOT RUN YET')
+  if any(r.get('results_version') != provenance.RESULTS_VERSION for r in rows):
+    caveats.append('SOME ROWS FROM OLDER CODE')
   title = 'Report rows reproduced' + (f' ({"; ".join(caveats)})' if caveats
                                       else ' (full schedules, all seeds)')
+  cells = [_cells(r) for r in rows]
+  header = list(cells[0]) if cells else []
   lines = [f'# {title}', '',
-           f'Table written on: {common.machine_line(machine)}. Ours: test accuracy over seeds, '
-           'each seed evaluated at its best validation epoch (validation carved out of train; the '
-           'test split is never used for selection); mean ± sample std, Student-t 95 % interval of '
-           'the mean. '
-           'Verdict: *reproduced* when the reported figure lies inside that interval, *beaten* when '
-           'the whole interval lies above it, *not reproduced* when below. Training time per seed: '
-           'a run\'s training time divided by its seeds, on the machine that trained the row '
-           '(other work shared it; a GPU run trains a row\'s seeds together, vmapped).', '',
-           reporting.markdown_table(HEADER, [_cells(r) for r in rows]), '',
+           f'Table written on: {common.machine_line(machine)}, by '
+           f'{provenance.code_line(provenance.describe())}; each row names the code that trained '
+           f'it ("made by"; today\'s code is results version {provenance.RESULTS_VERSION}). '
+           + RULE + ' The 95 % confidence interval of our mean is there for comparing means. '
+           'Validation is carved out of train. Training time per seed: a run\'s training time '
+           'divided by its seeds, on the machine that trained the row (other work shared it; a '
+           'GPU run trains a row\'s seeds together, vmapped).', '',
+           reporting.markdown_table(header, [list(c.values()) for c in cells]), '',
            '## In short (the README\'s headline)', '', summary_table(rows)]
   return '\n'.join(lines) + '\n'
 

@@ -193,19 +193,40 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def seed_summary(values: Sequence[float]) -> dict[str, float]:
-  """Mean, sample std, Student-t 95 % interval of the mean, min and max of per-seed values."""
+  """Mean, sample std, min and max of per-seed values, and two Student-t 95 % intervals.
+
+  ci95: the confidence interval of the *mean* (where the mean over seeds lies): for comparing
+  means. pi95: the prediction interval for *one new run* (mean ± t · s · sqrt(1 + 1/n)): for
+  judging a single run, such as a report's figure.
+  """
   from scipy import stats  # pylint: disable=g-import-not-at-top
   values = np.asarray(values, float)
   n = len(values)
+  mean = float(values.mean())
   std = float(values.std(ddof=1)) if n > 1 else float('nan')
-  half = float(stats.t.ppf(0.975, n - 1) * std / np.sqrt(n)) if n > 1 else float('nan')
-  return {'n': n, 'mean': float(values.mean()), 'std': std, 'ci95_low': float(values.mean()) - half,
-          'ci95_high': float(values.mean()) + half, 'min': float(values.min()),
+  t = float(stats.t.ppf(0.975, n - 1)) if n > 1 else float('nan')
+  half, predict = t * std / np.sqrt(n), t * std * np.sqrt(1 + 1 / n)
+  return {'n': n, 'mean': mean, 'std': std, 'ci95_low': mean - half, 'ci95_high': mean + half,
+          'pi95_low': mean - predict, 'pi95_high': mean + predict, 'min': float(values.min()),
           'max': float(values.max())}
 
 
+def holm(p_values: Sequence[float]) -> list[float]:
+  """Holm's step-down adjustment of several p-values (controls the family-wise error rate).
+
+  The i-th smallest p is multiplied by (m - i) (i from 0), then made non-decreasing and capped at 1.
+  """
+  order = np.argsort(p_values)
+  adjusted, running = np.empty(len(p_values)), 0.0
+  for rank, i in enumerate(order):
+    running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+    adjusted[i] = running
+  return [float(a) for a in adjusted]
+
+
 def welch_tests(groups: dict[str, Sequence[float]]) -> list[dict[str, Any]]:
-  """Welch's t-test (unequal variances) of every pair of groups' per-seed test accuracies."""
+  """Welch's t-test (unequal variances) of every pair of groups' per-seed test accuracies, with
+  Holm's adjustment over all the pairs of one table beside the raw p (p_holm)."""
   from scipy import stats  # pylint: disable=g-import-not-at-top
   names = list(groups)
   rows = []
@@ -214,6 +235,8 @@ def welch_tests(groups: dict[str, Sequence[float]]) -> list[dict[str, Any]]:
       t, p = stats.ttest_ind(groups[a], groups[b], equal_var=False)
       rows.append({'a': a, 'b': b, 'mean_difference': float(np.mean(groups[a]) - np.mean(groups[b])),
                    't': float(t), 'p_value': float(p), 'significant_at_0.05': bool(p < 0.05)})
+  for row, adjusted in zip(rows, holm([r['p_value'] for r in rows])):
+    row.update({'p_holm': adjusted, 'significant_at_0.05_holm': bool(adjusted < 0.05)})
   return rows
 
 

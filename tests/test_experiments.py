@@ -30,6 +30,20 @@ def test_seed_summary_and_welch():
                                        'c': [0.80, 0.81, 0.82]})[:2]
   assert not same['significant_at_0.05'] and apart['significant_at_0.05']
   assert apart['mean_difference'] == pytest.approx(0.1)
+  # The prediction interval for one run is wider than the mean's by sqrt(1 + 1/n) / sqrt(1/n).
+  assert (s['pi95_high'] - 2.0) / (s['ci95_high'] - 2.0) == pytest.approx(2.0)  # sqrt(4/3 * 3)
+
+
+def test_holm_adjusts_like_its_definition_and_welch_tables_carry_it():
+  # p sorted 0.01, 0.02, 0.04 of m = 3: 0.03, max(0.03, 0.04), max(0.04, 0.04).
+  assert reporting.holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+  assert reporting.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+  assert reporting.holm([0.03]) == pytest.approx([0.03])  # one test: unchanged
+  tests = reporting.welch_tests({'a': [0.90, 0.91, 0.92], 'b': [0.905, 0.91, 0.915],
+                                 'c': [0.80, 0.81, 0.82]})
+  assert [t['p_holm'] for t in tests] == pytest.approx(
+      reporting.holm([t['p_value'] for t in tests]))
+  assert all(t['p_holm'] >= t['p_value'] for t in tests)
 
 
 def test_compare_architectures_writes_tables_and_plots(data_dir, tmp_path):
@@ -147,21 +161,29 @@ def _summary(values):
     (0.90, [0.899, 0.901, 0.900], 'reproduced'),
     (0.85, [0.880, 0.882, 0.884], 'beaten'),
     (0.93, [0.920, 0.922, 0.921], 'not reproduced'),
+    # Outside the confidence interval of the mean, inside the prediction interval for one run: a
+    # single reported run this far from our mean is what one of our runs could give.
+    (0.8990, [0.8995, 0.9000, 0.9005, 0.9010, 0.9015], 'reproduced'),
     (0.90, [0.95], 'too few seeds to decide'),
     (None, [0.90, 0.91], 'no figure reported'),
 ])
 def test_reproduction_verdict(reported, values, expected):
-  assert reproduce_tables.verdict(reported, _summary(values)) == expected
+  s = _summary(values)
+  if expected == 'reproduced' and s['n'] == 5:
+    assert not s['ci95_low'] <= reported <= s['ci95_high']  # the old rule said "beaten"
+  assert reproduce_tables.verdict(reported, s) == expected
 
 
-def test_reproduction_verdict_at_the_interval_edge():
+def test_reproduction_verdict_at_the_prediction_interval_edge():
   s = _summary([0.90, 0.91, 0.92])
-  assert reproduce_tables.verdict(s['ci95_low'] + 1e-9, s) == 'reproduced'
-  assert reproduce_tables.verdict(s['ci95_low'] - 1e-9, s) == 'beaten'
-  assert reproduce_tables.verdict(s['ci95_high'] + 1e-9, s) == 'not reproduced'
+  assert reproduce_tables.verdict(s['pi95_low'] + 1e-9, s) == 'reproduced'
+  assert reproduce_tables.verdict(s['pi95_low'] - 1e-9, s) == 'beaten'
+  assert reproduce_tables.verdict(s['pi95_high'] + 1e-9, s) == 'not reproduced'
+  assert reproduce_tables.verdict(0.9, None) == 'not recorded (older code)'
 
 
-def _fake_run(run_dir, config, test_accuracy, epochs=None):
+def _fake_run(run_dir, config, test_accuracy, epochs=None, version=provenance.RESULTS_VERSION,
+              final_test_accuracy=None):
   """A finished run's two files, as train.train_and_evaluate writes them (no training)."""
   os.makedirs(run_dir, exist_ok=True)
   with open(os.path.join(run_dir, 'config.json'), 'w') as f:
@@ -169,15 +191,51 @@ def _fake_run(run_dir, config, test_accuracy, epochs=None):
   epochs = epochs or config.num_epochs
   history = [{'epoch': e + 1, 'train_loss': 0.3, 'train_accuracy': 0.9, 'validation_loss': 0.3,
               'validation_accuracy': 0.89} for e in range(epochs)]
-  results = {'results_version': provenance.RESULTS_VERSION,
-             'model': config.model, 'epochs': epochs, 'seed': config.seed, 'best_epoch': epochs,
+  results = {'model': config.model, 'epochs': epochs, 'seed': config.seed, 'best_epoch': epochs,
              'test_accuracy': test_accuracy, 'test_loss': 0.3, 'validation_accuracy': 0.89,
              'validation_loss': 0.3, 'num_params': 235_146, 'train_seconds': 12.0,
              'train_images_per_second': 4000.0, 'backend': 'cpu', 'devices': ['TFRT_CPU_0'],
              'history': history}
+  if version > provenance.UNVERSIONED:  # version 1 wrote neither field
+    results.update(results_version=version, provenance={'results_version': version, 'code': {
+        'commit': 'abcdef1234567', 'uncommitted_changes': False}},
+                   final_test_accuracy=final_test_accuracy, final_test_loss=0.3)
   with open(os.path.join(run_dir, 'results.json'), 'w') as f:
     json.dump(results, f)
   return results
+
+
+def test_records_of_older_code_are_not_reused_and_a_table_labels_them(tmp_path, capsys):
+  config = os.path.join(reproduce_tables.common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
+  argv = ['--configs', config, '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
+  (row,) = reproduce_tables.plan(reproduce_tables.parse_args(argv))
+  runs = reproduce_tables.common.seed_runs(row['config'], row['workdir'])
+  for (label, _, run_config), accuracy in zip(runs, [0.880, 0.882, 0.879, 0.884, 0.881]):
+    results = _fake_run(tmp_path / 'old' / label, run_config, accuracy, version=1)
+    record = tmp_path / 'o' / 'seeds' / 'pytorch_ann_vs_cnn_90_ann' / f'{label}.json'
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({'config': json.loads(run_config.to_json_best_effort()),
+                                  'results': results}))
+  reproduce_tables.main(argv + ['--status'])
+  assert '0/5 finished' in capsys.readouterr().out  # not runs of today's code
+  (old,) = reproduce_tables.main(argv + ['--finished_only'])
+  assert old['results_version'] == 1 and old['seeds'] == 5
+  assert old['made_by'] == 'results version 1 (no provenance recorded)'
+  assert old['final_verdict'] == 'not recorded (older code)'
+  md = (tmp_path / 'o' / 'reproduction.md').read_text()
+  assert 'SOME ROWS FROM OLDER CODE' in md.splitlines()[0]
+
+  # Today's seeds, once some have finished, replace the older ones (never merged with them).
+  for (label, run_dir, run_config), accuracy in zip(runs[:3], [0.870, 0.872, 0.871]):
+    _fake_run(run_dir, run_config, accuracy, final_test_accuracy=0.84)
+  (new,) = reproduce_tables.main(argv + ['--finished_only'])
+  assert new['per_seed_test_accuracy'] == [0.870, 0.872, 0.871]
+  assert new['results_version'] == provenance.RESULTS_VERSION
+  assert new['made_by'] == f'results version {provenance.RESULTS_VERSION}, commit abcdef1'
+  assert new['per_seed_final_test_accuracy'] == [0.84] * 3
+  # 0.85 reported: above every final-weights run of ours, below every best-validation one.
+  assert new['final_verdict'] == 'not reproduced' and new['verdict'] == 'beaten'
+  assert 'final weights after 10 epochs' in new['report_protocol']
 
 
 def _fake_checkpoint(run_dir, epochs_done, step):
