@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 from typing import Any
 
 from absl import logging
@@ -45,8 +46,11 @@ def manager(workdir: str, keep: int, read_only: bool = False) -> ocp.CheckpointM
       read_only=read_only,
       create=not read_only,
   )
+  # Handlers named up front, so a checkpoint's metadata can be read before any restore.
   return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
-                               options=options, item_names=('state', 'meta'))
+                               options=options,
+                               item_handlers={'state': ocp.StandardCheckpointHandler(),
+                                              'meta': ocp.JsonCheckpointHandler()})
 
 
 def save(mngr: ocp.CheckpointManager, step: int, item: Any, meta: dict[str, Any],
@@ -76,15 +80,33 @@ def shape_mismatch(mngr: ocp.CheckpointManager, step: int, abstract_item: Any) -
   saved = mngr.item_metadata(step)['state']
   if saved is None:
     raise ValueError('no array metadata')
-  flat_saved = {jax.tree_util.keystr(p): tuple(m.shape)
-                for p, m in jax.tree_util.tree_leaves_with_path(saved)}
-  flat_wanted = {jax.tree_util.keystr(p): tuple(np.shape(x))
+  flat_saved = {_path(p): tuple(m.shape) for p, m in jax.tree_util.tree_leaves_with_path(saved)}
+  flat_wanted = {_path(p): tuple(np.shape(x))
                  for p, x in jax.tree_util.tree_leaves_with_path(abstract_item)}
   for path in sorted(set(flat_saved) | set(flat_wanted)):
     a, b = flat_saved.get(path, '(absent)'), flat_wanted.get(path, '(absent)')
     if a != b:
       return f'{path}: {a} in the checkpoint, {b} for this config'
   return None
+
+
+def _open(workdir: str, keep: int, read_only: bool, attempts: int = 20) -> ocp.CheckpointManager:
+  """`manager`, which lists the checkpoints; a reader retries when one vanishes while it lists
+  them (the training that owns the workdir deletes its old ones)."""
+  for attempt in range(attempts):
+    try:
+      return manager(workdir, keep, read_only)
+    except FileNotFoundError:
+      if not read_only or attempt == attempts - 1:
+        raise
+      time.sleep(0.05)
+  raise AssertionError('unreachable')
+
+
+def _path(path) -> str:
+  """A leaf's path as 'state.params.Dense_0.kernel', however the tree spells its keys (a saved
+  dataclass comes back as a dict, a tuple as a list)."""
+  return '.'.join(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k)))) for k in path)
 
 
 def restore_latest(workdir: str, keep: int, abstract_item: Any, read_only: bool = False):
@@ -96,7 +118,7 @@ def restore_latest(workdir: str, keep: int, abstract_item: Any, read_only: bool 
   way), or with `read_only` just skipped, and the next older one is tried. One that vanishes while
   it is read (a training deletes its old checkpoints) is not damage: the listing is read again.
   """
-  mngr = manager(workdir, keep, read_only)
+  mngr = _open(workdir, keep, read_only)
   tried = set()
   while True:
     steps = [s for s in sorted(mngr.all_steps(), reverse=True) if s not in tried]
@@ -118,7 +140,7 @@ def restore_latest(workdir: str, keep: int, abstract_item: Any, read_only: bool 
           f'Checkpoint {step} in {workdir} holds a differently shaped state than the config asks '
           f'for ({mismatch}); it is left untouched. Use a new --workdir for this config.')
     if not os.path.exists(path):  # deleted under us by the training that owns the workdir
-      mngr = manager(workdir, keep, read_only)
+      mngr = _open(workdir, keep, read_only)
       continue
     message = f'Checkpoint {step} in {workdir} cannot be read ({type(error).__name__}: ' \
               f'{str(error)[:300]})'
@@ -144,9 +166,10 @@ def load_best(workdir: str, seed_index: int = 0):
   with open(config_path) as f:
     config = ml_collections.ConfigDict(json.load(f))
   model = state_lib.create_model(config)
-  _, step, ckpt, meta = restore_latest(
+  mngr, step, ckpt, meta = restore_latest(
       workdir, config.keep_checkpoints, state_lib.checkpoint_item(config, model, 1),
       read_only=True)
+  mngr.close()
   if step is None:
     raise errors.WorkdirError(f'--workdir {workdir!r} holds no checkpoint yet: its run has not '
                               'finished an epoch. Train first (or wait for the first epoch).')

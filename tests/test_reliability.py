@@ -220,3 +220,68 @@ def test_interrupted_two_seed_run_resumes_identically(data_dir, tmp_path):
   resumed = _run(tmp_path / 'interrupted', data_dir, two)
   assert len(resumed['per_seed']) == 2
   _assert_same_run(resumed, straight, tmp_path / 'interrupted', tmp_path / 'straight', num_seeds=2)
+
+
+# Resume safety: a refused resume and a reader never touch a run's checkpoints.
+
+def _digest(folder) -> dict[str, str]:
+  """Every file under `folder`, by its path, with its bytes' hash (an exact picture of it)."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  out = {}
+  for path in sorted(glob.glob(os.path.join(folder, '**', '*'), recursive=True)):
+    if os.path.isfile(path):
+      with open(path, 'rb') as f:
+        out[os.path.relpath(path, folder)] = hashlib.sha256(f.read()).hexdigest()
+  return out
+
+
+@pytest.mark.slow
+def test_num_seeds_change_is_refused_and_the_checkpoint_left_byte_identical(data_dir, tmp_path):
+  workdir = tmp_path / 'w'
+  _run(workdir, data_dir, ['--config.num_epochs=1'])
+  checkpoints, config_json = _digest(workdir / 'checkpoints'), (workdir / 'config.json').read_bytes()
+  out = subprocess.run(_cmd(workdir, data_dir, ['--config.num_epochs=2', '--config.num_seeds=2',
+                                                '--allow_config_change']),
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 1, out.stderr[-3000:]
+  errors_ = [line for line in out.stderr.splitlines() if line.startswith('ERROR')]
+  assert len(errors_) == 1 and 'Traceback' not in out.stderr
+  assert 'num_seeds: 1 -> 2' in errors_[0] and 'left untouched' in errors_[0]
+  assert _digest(workdir / 'checkpoints') == checkpoints
+  assert (workdir / 'config.json').read_bytes() == config_json
+  assert not (workdir / 'corrupt_checkpoints').exists()
+
+
+@pytest.mark.slow
+def test_evaluate_racing_a_training_that_deletes_old_checkpoints_moves_nothing(data_dir, tmp_path):
+  """keep_checkpoints=1: every epoch the training deletes the one before, while evaluate reads."""
+  workdir = tmp_path / 'w'
+  cmd = [sys.executable, '-m', 'fmnist_jax.main', '--config', 'configs/mlp.py',
+         '--config.num_epochs=60', '--config.keep_checkpoints=1', '--config.batch_size=100',
+         '--config.train_split=train[:1000]', '--config.validation_split=train[59000:]',
+         '--config.test_split=test[:500]', '--config.progress_bar=off',
+         f'--config.data_dir={data_dir}', '--workdir', str(workdir)]
+  training = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True)
+  try:
+    deadline = time.time() + 300
+    while not glob.glob(str(workdir / 'checkpoints' / '[0-9]*')) and time.time() < deadline:
+      time.sleep(0.05)
+    reads = 0
+    while training.poll() is None and reads < 200:  # in-process: evaluate's own reading code
+      try:
+        checkpoint.load_best(str(workdir))
+        reads += 1
+      except errors.WorkdirError:  # no complete checkpoint at this instant is not damage
+        pass
+    evaluate = subprocess.run([sys.executable, '-m', 'fmnist_jax.evaluate', '--workdir',
+                               str(workdir)], cwd=ROOT, capture_output=True, text=True,
+                              timeout=600)
+    assert evaluate.returncode == 0, evaluate.stderr[-3000:]
+  finally:
+    stdout, stderr = training.communicate(timeout=600)
+  assert training.returncode == 0, stderr[-3000:]
+  assert reads > 10
+  assert 'cannot be read' not in stdout + stderr
+  assert not (workdir / 'corrupt_checkpoints').exists()
+  assert json.load(open(workdir / 'results.json'))['epochs'] == 60
