@@ -285,3 +285,20 @@ def test_evaluate_racing_a_training_that_deletes_old_checkpoints_moves_nothing(d
   assert 'cannot be read' not in stdout + stderr
   assert not (workdir / 'corrupt_checkpoints').exists()
   assert json.load(open(workdir / 'results.json'))['epochs'] == 60
+
+
+def test_a_batch_size_change_on_resume_keeps_checkpoints_in_order(tmp_path, monkeypatch):
+  """Checkpoints are keyed by optimizer steps taken, which only grow: at batch 64 then 128, epoch
+  2 would otherwise be keyed 2 x 4 = 8, epoch 1's own key, and replace it."""
+  from fmnist_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  from tests.test_train import _synthetic_data  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(input_pipeline, 'load', _synthetic_data)  # 512 training images
+  config = default.get_config()
+  config.update(model='mlp', num_epochs=1, batch_size=64, progress_bar='off',
+                data_dir=str(tmp_path / 'unused'))
+  workdir = str(tmp_path / 'w')
+  train.train_and_evaluate(config, workdir)
+  config.update(num_epochs=3, batch_size=128)
+  results = train.train_and_evaluate(config, workdir, allow_config_change=True)
+  assert results['epochs'] == 3
+  assert checkpoint.manager(workdir, 3).all_steps() == [8, 12, 16]  # 8 steps, then 4 an epoch
