@@ -24,6 +24,8 @@ from fmnist_jax import state as state_lib  # pylint: disable=g-import-not-at-top
 from fmnist_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+provenance.code()  # the code this script runs, read before any run starts (it is cached)
+
 
 def load_config(path: str, overrides: list[str] = (), validate: bool = True):
   """get_config() of a config file, then `field=value` overrides (dotted fields allowed).

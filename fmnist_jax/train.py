@@ -220,6 +220,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   unless `allow_config_change`; so is a workdir another live process is training in.
   """
   config_check.validate_config(config)
+  provenance.code()  # read now: the code this process runs, not what is on disk when it ends
   path = workdir_lib.check(workdir)
   # Several hosts share one workdir and only process 0 writes to it; it alone holds the lock.
   with workdir_lib.lock(path) if jax.process_index() == 0 else contextlib.nullcontext():
