@@ -147,8 +147,9 @@ def seed_status(row: dict, records: str | None, sequential: bool = True) -> list
 SEED_RUNNING_FIELDS = ('num_seeds', 'steps_per_dispatch')
 
 
-def other_record(row: dict, other_records: str | None) -> dict | None:
-  """results of a finished run of the row's recipe in `other_records`/<row>/, if one qualifies."""
+def other_record(row: dict, other_records: str | None, any_version: bool = False) -> dict | None:
+  """results of a finished run of the row's recipe in `other_records`/<row>/, if one qualifies
+  (made by today's results version, unless `any_version`)."""
   config = row['config']
   folder = other_records and os.path.join(other_records, row['name'])
   if not folder or not os.path.isdir(folder):
@@ -158,7 +159,7 @@ def other_record(row: dict, other_records: str | None) -> dict | None:
       record = json.load(f)
     results = record['results']
     seeds = common.per_seed(results, 'seed')
-    if (common.is_run_of(config, results, record['config'], SEED_RUNNING_FIELDS)
+    if (common.is_run_of(config, results, record['config'], SEED_RUNNING_FIELDS, any_version)
         and len(seeds) >= config.num_seeds and seeds[0] == config.seed):
       run = record['config']
       return dict(results, other_run=(
@@ -177,10 +178,16 @@ def row_results(row: dict, args) -> dict | None:
   other = other_record(row, args.other_records)
   if other is not None:
     return other
-  if args.finished_only:
-    return own or common.run_seeds(row['config'], row['workdir'], sequential, True, records,
-                                   any_version=True)
-  return common.run_seeds(row['config'], row['workdir'], sequential, False, records)
+  if not args.finished_only:
+    return common.run_seeds(row['config'], row['workdir'], sequential, False, records)
+  if own is not None:
+    return own
+  # Nothing of today's code yet: the older records, labeled by the table, until regenerated.
+  older = common.run_seeds(row['config'], row['workdir'], sequential, True, records,
+                           any_version=True)
+  if older is not None and len(common.per_seed(older, 'test_accuracy')) >= row['config'].num_seeds:
+    return older
+  return other_record(row, args.other_records, any_version=True) or older
 
 
 def trained_on(results: dict) -> str:

@@ -19,7 +19,7 @@ END = '<!-- end of reproduction table -->'
 def headline(table_md: str) -> str:
   title = table_md.splitlines()[0].lstrip('# ').strip()
   short = table_md.split('## In short')[1].split('\n', 1)[1].strip().split('\n\n')[0]
-  unfinished = re.search(r'FEWER SEEDS|NOT RUN YET', title)
+  unfinished = re.search(r'FEWER SEEDS|NOT RUN YET|OLDER CODE', title)
   more = ('the runs continue: see [the full table](experiments/results/reproduce_tables/'
           'reproduction.md) for which seeds are done' if unfinished else
           'every column in [the full table](experiments/results/reproduce_tables/reproduction.md)')
