@@ -21,6 +21,7 @@ from fmnist_jax import errors
 from fmnist_jax import checkpoint
 from fmnist_jax import evaluate
 from fmnist_jax import input_pipeline
+from fmnist_jax import provenance
 from fmnist_jax import reporting
 
 
@@ -98,13 +99,15 @@ def main(argv=None):
                 best_epoch=best_epoch)
   machine = common.machine()
   common.write_json(os.path.join(args.output, 'sweep.json'),
-                    {'machine': machine, 'config': args.config, 'grid': grid,
+                    {'machine': machine, 'provenance': provenance.describe(),
+                     'config': args.config, 'grid': grid,
                      'overrides': args.set, 'ranked': rows})
   full_epochs = common.load_config(args.config, validate=False).num_epochs
   shortened = (f' (SHORTENED: {base.num_epochs} of the config\'s {full_epochs} epochs per trial)'
                if base.num_epochs < full_epochs else '')
   lines = [f'# Sweep of {args.config} ranked by validation accuracy{shortened}', '',
-           f'Machine: {common.machine_line(machine)}. Overrides for every trial: '
+           f'Machine: {common.machine_line(machine)}. Code: '
+           f'{provenance.code_line(provenance.describe())}. Overrides for every trial: '
            f'{" ".join(args.set) or "none"}. Test accuracy is measured for the winner only.', '',
            reporting.markdown_table(
                ['rank', 'trial', 'validation accuracy', 'validation loss', 'epochs',
