@@ -17,6 +17,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import config_check  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import errors  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fmnist_jax import files  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import provenance  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import reporting  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import results as results_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -87,11 +88,17 @@ def seed_runs(config, workdir: str, sequential: bool = True):
   return runs
 
 
-def _read_json(path: str):
-  if not os.path.exists(path):
+def _read_json(path: str, record: bool = False, required: tuple[str, ...] = ()):
+  """A run's own file (results.json, config.json, a checkpoint's meta) or, with `record`, a seed
+  record; None if absent. A damaged run file reads as None (the run rebuilds it when it is run
+  again); a damaged record is a one-line error naming it (records are committed: restore it)."""
+  try:
+    return files.read_json(path, 'delete it to train that seed again, or restore it (git '
+                           f'checkout -- {path}).', required)
+  except errors.DamagedFileError:
+    if record:
+      raise
     return None
-  with open(path) as f:
-    return json.load(f)
 
 
 def finished_run(run_dir: str, config, record: str | None = None,
@@ -101,12 +108,13 @@ def finished_run(run_dir: str, config, record: str | None = None,
   A run or record made under another config (fields other than config_check.NOT_COMPARED), or by
   code of another results version (unless `any_version`, for labeled tables), is not used.
   """
+  kept = _read_json(record, record=True, required=('config', 'results')) if record else None
   for results, used_config in (
-      (_read_json(os.path.join(run_dir, 'results.json')),
+      (_read_json(os.path.join(run_dir, 'results.json'), required=results_lib.REQUIRED),
        lambda: _read_json(os.path.join(run_dir, 'config.json'))),
-      ((_read_json(record) or {}).get('results') if record else None,
-       lambda: _read_json(record)['config'])):
-    if results is not None and is_run_of(config, results, used_config(), any_version=any_version):
+      (kept and kept['results'], lambda: kept['config'])):
+    if (results is not None and used_config() is not None
+        and is_run_of(config, results, used_config(), any_version=any_version)):
       return results
   return None
 
@@ -131,8 +139,7 @@ def keep_record(run_dir: str, record: str, results: dict) -> None:
   if config is None or _read_json(record) == {'config': config, 'results': results}:
     return
   os.makedirs(os.path.dirname(record), exist_ok=True)
-  write_json(record + '.tmp', {'config': config, 'results': results})
-  os.replace(record + '.tmp', record)
+  write_json(record, {'config': config, 'results': results})
 
 
 def epochs_done(run_dir: str) -> int:
@@ -215,6 +222,4 @@ machine = reporting.machine
 machine_line = reporting.machine_line
 
 
-def write_json(path: str, obj) -> None:
-  with open(path, 'w') as f:
-    json.dump(obj, f, indent=2)
+write_json = files.write_json  # atomic

@@ -20,6 +20,7 @@ import common  # pylint: disable=g-bad-import-order
 from fmnist_jax import cli
 from fmnist_jax import config_check
 from fmnist_jax import errors
+from fmnist_jax import files
 from fmnist_jax import provenance
 
 from fmnist_jax import reporting
@@ -109,7 +110,7 @@ def main(argv=None):
   common.write_json(os.path.join(args.output, 'comparison.json'),
                     {'machine': machine, 'provenance': provenance.describe(), 'label': label,
                      'rows': rows, 'welch_tests': tests})
-  with open(os.path.join(args.output, 'comparison.csv'), 'w', newline='') as f:
+  with files.atomic(os.path.join(args.output, 'comparison.csv')) as f:
     writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(
         k for r in rows for k in r if k != 'per_seed_test_accuracy')))
     writer.writeheader()
@@ -126,7 +127,7 @@ def main(argv=None):
   elif os.path.exists(bands):
     os.remove(bands)
   md = markdown(rows, tests, machine, title)
-  with open(os.path.join(args.output, 'comparison.md'), 'w') as f:
+  with files.atomic(os.path.join(args.output, 'comparison.md')) as f:
     f.write(md)
   print(md)
   return rows, tests

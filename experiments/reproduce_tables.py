@@ -43,6 +43,7 @@ import common  # pylint: disable=g-bad-import-order
 
 from fmnist_jax import cli
 from fmnist_jax import errors
+from fmnist_jax import files
 
 from fmnist_jax import config_check
 from fmnist_jax import pretrained
@@ -301,7 +302,7 @@ def main(argv=None):
   common.write_json(os.path.join(args.output, 'reproduction.json'),
                     {'machine': machine, 'provenance': provenance.describe(), 'rows': rows})
   md = markdown(rows, machine, len(planned))
-  with open(os.path.join(args.output, 'reproduction.md'), 'w') as f:
+  with files.atomic(os.path.join(args.output, 'reproduction.md')) as f:
     f.write(md)
   print(md)
   return rows

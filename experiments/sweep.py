@@ -17,6 +17,7 @@ import common  # pylint: disable=g-bad-import-order
 
 from fmnist_jax import cli
 from fmnist_jax import errors
+from fmnist_jax import files
 
 from fmnist_jax import checkpoint
 from fmnist_jax import evaluate
@@ -117,7 +118,7 @@ def main(argv=None):
                  f'{r["test_accuracy"]:.4f}' if 'test_accuracy' in r else '(not read)']
                 for i, r in enumerate(rows, 1)])]
   md = '\n'.join(lines) + '\n'
-  with open(os.path.join(args.output, 'sweep.md'), 'w') as f:
+  with files.atomic(os.path.join(args.output, 'sweep.md')) as f:
     f.write(md)
   print(md)
   return rows

@@ -9,6 +9,8 @@ is replaced, nothing else.
 import os
 import re
 
+from fmnist_jax import files
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLE = os.path.join(ROOT, 'experiments/results/reproduce_tables/reproduction.md')
 README = os.path.join(ROOT, 'README.md')
@@ -35,7 +37,7 @@ def main():
     raise SystemExit(f'ERROR: {README} lacks the markers {START!r} and {END!r}.')
   before, rest = readme.split(START)
   after = rest.split(END)[1]
-  with open(README, 'w') as f:
+  with files.atomic(README) as f:
     f.write(f'{before}{START}\n{block}\n{END}{after}')
   print(f'README headline updated from {TABLE}.')
 

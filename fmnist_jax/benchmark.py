@@ -20,6 +20,7 @@ from fmnist_jax import baselines  # imports PyTorch and Keras only when they run
 from fmnist_jax import cli
 from fmnist_jax import config_check
 from fmnist_jax import errors
+from fmnist_jax import files
 from fmnist_jax import evaluate
 from fmnist_jax import models
 from fmnist_jax import parallel
@@ -190,7 +191,7 @@ def main(argv):
     rows.append(benchmark_model(FLAGS.config, name))
     print(json.dumps(rows[-1]), flush=True)
   result = {'machine': reporting.machine(), 'rows': rows}
-  with open(FLAGS.output, 'w') as f:
+  with files.atomic(FLAGS.output) as f:
     json.dump(result, f, indent=2)
   print(f'\n{json.dumps(result["machine"])}\n{format_table(rows)}\n\nwritten to {FLAGS.output}')
 

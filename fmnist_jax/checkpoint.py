@@ -9,7 +9,7 @@ of another shape is refused and left untouched.
 """
 from __future__ import annotations
 
-import json
+import glob
 import os
 import shutil
 import time
@@ -22,7 +22,9 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
+from fmnist_jax import config_check
 from fmnist_jax import errors
+from fmnist_jax import files
 from fmnist_jax import results
 from fmnist_jax import state as state_lib
 from fmnist_jax import workdir as workdir_lib
@@ -58,20 +60,61 @@ def save(mngr: ocp.CheckpointManager, step: int, item: Any, meta: dict[str, Any]
   """Saves at global `step`; `meta` (JSON) carries what is needed to resume identically.
 
   An interrupted epoch's checkpoint can hold the same step as that epoch's own; it is replaced.
+  A full disk leaves no partial checkpoint behind and ends in DiskFullError, which names the
+  folder and the space a checkpoint needs; the earlier checkpoints are intact.
   """
   if step in mngr.all_steps():
     mngr.delete(step)
-  mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(item),
-                                          meta=ocp.args.JsonSave(meta)),
-            metrics={BEST_METRIC: metric}, force=True)
-  mngr.wait_until_finished()
+  try:
+    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(item),
+                                            meta=ocp.args.JsonSave(meta)),
+              metrics={BEST_METRIC: metric}, force=True)
+    mngr.wait_until_finished()
+  except Exception as e:  # pylint: disable=broad-except
+    if not files.is_disk_full(e):
+      raise
+    folder = str(mngr.directory)
+    for partial in glob.glob(os.path.join(folder, f'{step}.orbax-checkpoint-tmp*')):
+      shutil.rmtree(partial, ignore_errors=True)
+    needed = sum(x.nbytes for x in jax.tree_util.tree_leaves(item)) / 2**20
+    raise errors.DiskFullError(
+        f'No space left on the device of {folder} while writing checkpoint {step}: a checkpoint '
+        f'needs about {needed:.0f} MB there and {files.free_mb(folder):.0f} MB are free. The '
+        'earlier checkpoints are intact; free some space and run the same command again to '
+        'continue from the last of them.') from None
+
+
+META_KEYS = ('history', 'epoch_steps_done', 'epoch_seconds_done')  # what a resume needs
 
 
 def restore(mngr: ocp.CheckpointManager, step: int, abstract_item: Any):
-  """Returns (item, meta) saved at `step`, shaped like `abstract_item`."""
+  """Returns (item, meta) saved at `step`, shaped like `abstract_item`; ValueError when the meta
+  lacks what a resume needs (a damaged or edited file)."""
   restored = mngr.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract_item), meta=ocp.args.JsonRestore()))
-  return restored.state, restored.meta
+  meta = restored.meta
+  if not (isinstance(meta, dict) and all(k in meta for k in META_KEYS)
+          and isinstance(meta['history'], list)):
+    raise ValueError(f'its meta/metadata lacks {", ".join(META_KEYS)}')
+  return restored.state, meta
+
+
+def saved_config(workdir: str) -> tuple[int, dict[str, Any]] | None:
+  """(step, config) of the newest checkpoint that carries a copy of its run's config (read-only)."""
+  if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    return None
+  mngr = _open(workdir, 1, read_only=True)
+  try:
+    for step in sorted(mngr.all_steps(), reverse=True):
+      try:
+        meta = mngr.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+      except Exception:  # pylint: disable=broad-except  (damaged: try the one before)
+        continue
+      if isinstance(meta, dict) and isinstance(meta.get('config'), dict):
+        return step, meta['config']
+    return None
+  finally:
+    mngr.close()
 
 
 def shape_mismatch(mngr: ocp.CheckpointManager, step: int, abstract_item: Any) -> str | None:
@@ -163,8 +206,16 @@ def load_best(workdir: str, seed_index: int = 0):
   The best variables of every seed travel in each checkpoint, so the latest one is read.
   """
   config_path = os.path.join(workdir_lib.check(workdir, must_hold_run=True), 'config.json')
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  try:
+    saved = files.read_json(config_path, '', required=config_check.REQUIRED)
+  except errors.DamagedFileError as e:
+    copy = saved_config(workdir)
+    if copy is None:
+      raise errors.DamagedFileError(f'{e} No checkpoint holds a copy of it: restore it, or run '
+                                    'the training command once, which rewrites it.') from None
+    print(f'WARNING: {e} Using the copy in checkpoint {copy[0]}.', flush=True)
+    saved = copy[1]
+  config = ml_collections.ConfigDict(saved)
   model = state_lib.create_model(config)
   mngr, step, ckpt, meta = restore_latest(
       workdir, config.keep_checkpoints, state_lib.checkpoint_item(config, model, 1),

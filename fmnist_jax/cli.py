@@ -21,7 +21,8 @@ from fmnist_jax import errors
 
 def fail(message: Any) -> None:
   """Prints the one line and exits with status 1."""
-  print(f'ERROR: {" ".join(str(message).split())}', file=sys.stderr, flush=True)
+  from fmnist_jax import console  # pylint: disable=g-import-not-at-top
+  print(f'ERROR: {" ".join(str(message).split())}', file=console.stream(), flush=True)
   raise SystemExit(1)
 
 
@@ -109,13 +110,22 @@ def parse_flags(argv: list[str], config_flag: str | None = 'config',
 
 
 def guarded(main: Callable) -> Callable:
-  """`main` with UserError turned into the ERROR line (and no traceback)."""
+  """`main` with a person's mistake (UserError) or a fault of the machine or its files (a full
+  disk, a read-only folder: `files.machine_error`) turned into the ERROR line, no traceback. Any
+  other exception is a bug and keeps its traceback."""
+  from fmnist_jax import files  # pylint: disable=g-import-not-at-top
   @functools.wraps(main)
   def wrapped(*args, **kwargs):
     try:
       return main(*args, **kwargs)
-    except errors.UserError as e:
-      fail(e)
+    except Exception as e:  # pylint: disable=broad-except
+      error = files.machine_error(e)
+      if error is None:  # a bug: its traceback on the terminal (and in the log)
+        from fmnist_jax import console  # pylint: disable=g-import-not-at-top
+        if console.stream() is not sys.stderr:
+          traceback.print_exc(file=console.stream())
+        raise
+      fail(error)
   return wrapped
 
 

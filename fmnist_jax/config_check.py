@@ -113,6 +113,9 @@ def _check_data_dir(data_dir: str, bad) -> None:
         'there; give a folder you can write to')
 
 
+# What a saved config.json must hold to be read as one (an edited or damaged one is rebuilt).
+REQUIRED = ('model', 'seed', 'num_epochs', 'batch_size', 'learning_rate', 'optimizer',
+            'train_split', 'augment')
 # Fields that do not change what is computed; a workdir may be resumed with other values.
 NOT_COMPARED = ('progress_bar', 'report_every_steps', 'data_dir', 'archives_dir', 'data_source')
 # Fields added later: a saved config without one had this value.

@@ -48,3 +48,15 @@ class WeightsMismatchError(UserError, ValueError):
 
 class TrainingDivergedError(UserError, FloatingPointError):
   """The training loss became NaN or infinite."""
+
+
+class DamagedFileError(UserError, ValueError):
+  """A file a run wrote and reads back (config.json, results.json, a record) is damaged."""
+
+
+class DiskFullError(UserError, OSError):
+  """The disk filled up while a run wrote to it; what was complete before is intact."""
+
+
+class MachineError(UserError, OSError):
+  """The machine or its files failed: a read-only or vanished folder, permissions, I/O errors."""

@@ -6,8 +6,10 @@ from absl import logging
 from ml_collections import config_flags
 
 from fmnist_jax import cli
+from fmnist_jax import console
 from fmnist_jax import errors
 from fmnist_jax import train
+from fmnist_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and results.')
@@ -20,6 +22,9 @@ flags.DEFINE_bool('multihost', False,
 flags.DEFINE_string('coordinator_address', None, 'host:port of process 0 (with --multihost).')
 flags.DEFINE_integer('num_processes', None, 'Number of processes (with --multihost).')
 flags.DEFINE_integer('process_id', None, 'This process, 0 .. num_processes-1 (with --multihost).')
+flags.DEFINE_bool('verbose', False,
+                  'Show everything on the terminal (the config, absl and library messages) '
+                  'instead of writing it to <workdir>/log.txt.')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 
@@ -35,6 +40,9 @@ def main(argv):
     raise errors.UserError(f'unexpected arguments {argv[1:]}: every option is a flag, e.g. '
                            '--config.num_epochs=5 (see --help).')
   logging.get_absl_handler().addFilter(_QuietOrbax())
+  if not FLAGS.verbose:
+    path = workdir_lib.check(FLAGS.workdir)
+    print(f'Log: {console.to_log(path)}', flush=True)
   if FLAGS.multihost:
     import jax  # pylint: disable=g-import-not-at-top
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)

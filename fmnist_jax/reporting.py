@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 from sklearn import metrics as skmetrics
 
+from fmnist_jax import files
 from fmnist_jax.input_pipeline import CLASS_NAMES
 
 FIGURES = ('confusion_matrix', 'curves', 'samples', 'misclassified')
@@ -43,7 +44,7 @@ def write_predictions_csv(path: str, indices: np.ndarray, labels: np.ndarray,
                           probs: np.ndarray) -> None:
   """One row per image: index (in the original archive),label,predicted,confidence,p_<class>..."""
   predicted = probs.argmax(1)
-  with open(path, 'w', newline='') as f:
+  with files.atomic(path) as f:
     w = csv.writer(f)
     w.writerow(['index', 'label', 'predicted', 'confidence'] + [f'p_{c}' for c in CLASS_NAMES])
     for i, y, p, row in zip(indices, labels, predicted, probs):
@@ -107,7 +108,8 @@ def plot_misclassified(images, labels, probs, path: str, n: int = 25) -> None:
 
 def _save(fig, path: str) -> None:
   fig.tight_layout()
-  fig.savefig(path, dpi=80)
+  with files.atomic(path, 'wb') as f:  # a report file is whole or absent
+    fig.savefig(f, format='png', dpi=80)
   plt.close(fig)
 
 
@@ -140,12 +142,12 @@ def write_all(workdir: str, test: dict[str, np.ndarray], probs: np.ndarray, loss
   pairs = most_confused_pairs(cm)
   accuracy = float(report['accuracy'])
   out = lambda name: os.path.join(workdir, name)
-  with open(out('classification_report.json'), 'w') as f:
+  with files.atomic(out('classification_report.json')) as f:
     json.dump({'accuracy': accuracy, 'loss': loss, 'report': report,
                'most_confused_pairs': pairs}, f, indent=2)
-  with open(out('classification_report.md'), 'w') as f:
+  with files.atomic(out('classification_report.md')) as f:
     f.write(_markdown(report, pairs, accuracy, loss, model_summary))
-  with open(out('confusion_matrix.json'), 'w') as f:
+  with files.atomic(out('confusion_matrix.json')) as f:
     json.dump({'class_names': list(CLASS_NAMES), 'rows': 'true', 'columns': 'predicted',
                'matrix': cm.tolist()}, f, indent=2)
   write_predictions_csv(out('test_predictions.csv'), test['index'], labels, probs)

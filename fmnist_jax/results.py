@@ -6,18 +6,19 @@ timing; `experiments/` merges one-seed runs into the same form.
 """
 from __future__ import annotations
 
-import json
-import os
 from typing import Any
 
 import jax
 import numpy as np
 
+from fmnist_jax import files
 from fmnist_jax import models
 from fmnist_jax import pretrained
 from fmnist_jax import provenance
 
 BEST_METRIC = 'validation_accuracy'  # which epoch's variables are evaluated on test
+# What a results.json must hold to be read as one (an edited or damaged one is rebuilt).
+REQUIRED = ('model', 'epochs', 'test_accuracy', 'validation_accuracy', 'history')
 
 
 def best_epoch(history: list[dict[str, Any]]) -> int:
@@ -143,10 +144,6 @@ def summary_line(results: dict[str, Any]) -> str:
 
 
 def write_json(path: str, obj: Any) -> None:
-  """Writes through a temporary file so a reader never sees half a file (process 0 only)."""
-  if jax.process_index() != 0:
-    return
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    json.dump(obj, f, indent=2)
-  os.replace(tmp, path)
+  """files.write_json (atomic), on process 0 only (several hosts share one workdir)."""
+  if jax.process_index() == 0:
+    files.write_json(path, obj)

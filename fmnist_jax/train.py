@@ -16,11 +16,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import glob
 import json
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from typing import Any
@@ -37,8 +37,10 @@ import optax
 from fmnist_jax import augment
 from fmnist_jax import checkpoint
 from fmnist_jax import config_check
+from fmnist_jax import console
 from fmnist_jax import errors
 from fmnist_jax import evaluate
+from fmnist_jax import files
 from fmnist_jax import input_pipeline
 from fmnist_jax import metrics
 from fmnist_jax import models
@@ -229,11 +231,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
 
 def _finished_run(config, workdir: str, allow_config_change: bool) -> dict[str, Any] | None:
-  """The workdir's results if its run is finished; refuses a workdir of another config."""
-  config_path = os.path.join(workdir, 'config.json')
-  if os.path.exists(config_path):
-    with open(config_path) as f:
-      differences = config_check.config_differences(json.load(f), json.loads(config.to_json_best_effort()))
+  """The workdir's results if its run is finished; refuses a workdir of another config.
+
+  A damaged config.json is rebuilt from the copy in the newest checkpoint; a damaged results.json
+  is set aside, and the run's final checkpoint writes it again.
+  """
+  saved = _saved_config(workdir)
+  if saved is not None:
+    differences = config_check.config_differences(saved, json.loads(config.to_json_best_effort()))
     if differences and not allow_config_change:
       raise errors.ConfigMismatchError(
           f'{workdir} holds a run with another config; differing fields: '
@@ -243,20 +248,48 @@ def _finished_run(config, workdir: str, allow_config_change: bool) -> dict[str, 
     if differences:
       logging.warning('Continuing %s under a changed config: %s', workdir, differences)
   results_path = os.path.join(workdir, 'results.json')
-  if os.path.exists(results_path):
-    with open(results_path) as f:
-      results = json.load(f)
-    if results['epochs'] >= config.num_epochs:
-      made_by = provenance.results_version(results)
-      if made_by != provenance.RESULTS_VERSION:
-        raise errors.WorkdirError(
-            f'{workdir} holds a finished run of results version {made_by}; this code is results '
-            f'version {provenance.RESULTS_VERSION} and gives other numbers. Use a new --workdir '
-            'to train it with this code (or move this one away).')
-      logging.info('%s already holds a finished run; nothing to train.', workdir)
-      print(results_lib.summary_line(results))
-      return results
+  try:
+    results = files.read_json(results_path, '', required=results_lib.REQUIRED)
+  except errors.DamagedFileError as e:
+    _warn(f'{e} It is rebuilt from the run\'s final checkpoint.')
+    os.replace(results_path, results_path + '.damaged')
+    return None
+  if results is not None and results['epochs'] >= config.num_epochs:
+    made_by = provenance.results_version(results)
+    if made_by != provenance.RESULTS_VERSION:
+      raise errors.WorkdirError(
+          f'{workdir} holds a finished run of results version {made_by}; this code is results '
+          f'version {provenance.RESULTS_VERSION} and gives other numbers. Use a new --workdir '
+          'to train it with this code (or move this one away).')
+    logging.info('%s already holds a finished run; nothing to train.', workdir)
+    print(results_lib.summary_line(results))
+    return results
   return None
+
+
+def _saved_config(workdir: str) -> dict[str, Any] | None:
+  """The workdir's config.json (None for a new workdir); when it is damaged, the copy that every
+  checkpoint carries; DamagedFileError when there is neither."""
+  path = os.path.join(workdir, 'config.json')
+  try:
+    return files.read_json(path, '', required=config_check.REQUIRED)
+  except errors.DamagedFileError as e:
+    copy = checkpoint.saved_config(workdir)
+    if copy is not None:
+      _warn(f'{e} Rebuilt from the copy in checkpoint {copy[0]}.')
+      results_lib.write_json(path, copy[1])
+      return copy[1]
+    if glob.glob(os.path.join(workdir, 'checkpoints', '[0-9]*')):
+      raise errors.DamagedFileError(
+          f'{e} No checkpoint holds a copy to rebuild it from: restore it, or delete it to '
+          'continue this run under the command\'s config.') from None
+    _warn(f'{e} The run has no checkpoint yet, so nothing is lost: it is written again.')
+    return None
+
+
+def _warn(message: str) -> None:
+  logging.warning(message)
+  print(f'WARNING: {message}', flush=True)
 
 
 @dataclasses.dataclass
@@ -295,9 +328,10 @@ def _train(config, workdir: str) -> dict[str, Any]:
   # `best` holds each seed's variables from its best validation epoch so far; `totals` the
   # training metrics of the epoch in progress (for a checkpoint taken in the middle of one).
   mngr, ckpt, meta = _restore_or_init(config, model, workdir, steps_per_epoch, weights)
-  # Written once the checkpoint is known to fit it, so a refused resume leaves the workdir as it was.
-  results_lib.write_json(os.path.join(workdir, 'config.json'),
-                         json.loads(config.to_json_best_effort()))
+  # Written once the checkpoint is known to fit it, so a refused resume leaves the workdir as it
+  # was; every checkpoint carries a copy (a damaged config.json is rebuilt from it).
+  meta['config'] = json.loads(config.to_json_best_effort())
+  results_lib.write_json(os.path.join(workdir, 'config.json'), meta['config'])
   history = meta['history']
   writer = writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   if not history:
@@ -533,11 +567,12 @@ def _test_and_write_results(loop: _Loop, workdir: str, data, history, state, bes
 # Progress and signals.
 
 def _progress_bar(config, total, desc):
-  enabled = config.progress_bar == 'on' or (config.progress_bar == 'auto' and sys.stderr.isatty())
+  enabled = config.progress_bar == 'on' or (config.progress_bar == 'auto'
+                                            and console.stream().isatty())
   if not enabled:
     return None
   import tqdm  # pylint: disable=g-import-not-at-top
-  return tqdm.tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True)
+  return tqdm.tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=console.stream())
 
 
 class _StopRequested:

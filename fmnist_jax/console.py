@@ -1,0 +1,36 @@
+"""What a person sees: the progress bar, one line per epoch, the summary, and one ERROR line.
+
+Everything else a run prints (absl's INFO lines, the config, XLA and TensorFlow messages, library
+warnings, tracebacks that library threads print while a full disk fails a write) goes to
+`<workdir>/log.txt`: `to_log` points the process's standard error (file descriptor 2, so C++
+libraries' output too) at that file and keeps the terminal for `stream()`. `--verbose` leaves it all
+on the terminal.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+LOG_FILE = 'log.txt'
+_terminal: TextIO | None = None
+
+
+def stream() -> TextIO:
+  """The terminal's standard error, also after `to_log` (progress bars and ERROR lines)."""
+  return _terminal or sys.stderr
+
+
+def to_log(workdir: str) -> str:
+  """Sends standard error from here on to <workdir>/log.txt (appended); returns its path."""
+  global _terminal
+  path = os.path.join(workdir, LOG_FILE)
+  if _terminal is not None:
+    return path
+  sys.stdout.flush()
+  sys.stderr.flush()
+  fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+  _terminal = os.fdopen(os.dup(2), 'w', buffering=1)
+  os.dup2(fd, 2)
+  os.close(fd)
+  return path
