@@ -302,3 +302,156 @@ def test_a_batch_size_change_on_resume_keeps_checkpoints_in_order(tmp_path, monk
   results = train.train_and_evaluate(config, workdir, allow_config_change=True)
   assert results['epochs'] == 3
   assert checkpoint.manager(workdir, 3).all_steps() == [8, 12, 16]  # 8 steps, then 4 an epoch
+
+
+# Faults of the machine and of files (issue 27): real processes, real files.
+
+MLP = ['--config', 'configs/mlp.py', '--config.num_epochs=3', '--config.train_split=train[:1000]',
+       '--config.validation_split=train[59000:]', '--config.test_split=test[:500]',
+       '--config.progress_bar=off']
+
+
+def _command(args, data_dir=None):
+  extra = [f'--config.data_dir={data_dir}'] if data_dir else []
+  return subprocess.run([sys.executable, '-m', *args, *extra], cwd=ROOT, capture_output=True,
+                        text=True, timeout=600)
+
+
+def _one_line_or_none(out, name=None):
+  """No traceback; at most one ERROR line, naming `name` when the command failed."""
+  text = out.stdout + out.stderr
+  assert 'Traceback' not in text, text[-3000:]
+  errors_ = [line for line in out.stderr.splitlines() if line.startswith('ERROR')]
+  assert len(errors_) == (out.returncode != 0), text[-3000:]
+  if errors_ and name:
+    assert name in errors_[0], errors_[0]
+
+
+@pytest.fixture(scope='module')
+def mlp_reference(tmp_path_factory, data_dir):
+  workdir = tmp_path_factory.mktemp('mlp_reference') / 'w'
+  out = _command(['fmnist_jax.main', *MLP, '--workdir', str(workdir)], data_dir)
+  assert out.returncode == 0, out.stderr[-3000:]
+  return workdir, json.load(open(workdir / 'results.json'))
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+  """A 6 MB file system: room for one checkpoint of the MLP (about 4 MB), not two."""
+  mount = tmp_path / 'fs'
+  mount.mkdir()
+  if os.geteuid() != 0 or subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=6M', 'tmpfs',
+                                          str(mount)], capture_output=True).returncode:
+    pytest.skip('mounting a small tmpfs needs root (CI runs as root)')
+  yield mount
+  subprocess.run(['umount', '-l', str(mount)], check=False)
+
+
+@pytest.mark.slow
+def test_disk_full_during_a_checkpoint_then_resume_with_space(small_tmpfs, mlp_reference,
+                                                              data_dir):
+  workdir = small_tmpfs / 'w'
+  full = _command(['fmnist_jax.main', *MLP, '--workdir', str(workdir)], data_dir)
+  assert full.returncode == 1
+  _one_line_or_none(full, 'No space left on the device of')
+  assert 'checkpoint 14' in full.stderr and 'MB' in full.stderr
+  steps = checkpoint.manager(str(workdir), 3).all_steps()
+  assert steps == [7]  # epoch 1's checkpoint, whole; nothing of the failed one left
+  assert not glob.glob(str(workdir / 'checkpoints' / '*tmp*'))
+  assert not (workdir / 'results.json').exists()
+  subprocess.run(['mount', '-o', 'remount,size=64M', str(small_tmpfs)], check=True)
+  resumed = _command(['fmnist_jax.main', *MLP, '--workdir', str(workdir)], data_dir)
+  assert resumed.returncode == 0, resumed.stderr[-3000:]
+  results, reference = json.load(open(workdir / 'results.json')), mlp_reference[1]
+  strip = lambda h: [{k: v for k, v in e.items() if 'seconds' not in k} for e in h]
+  assert strip(results['history']) == strip(reference['history'])
+  for key in ('test_accuracy', 'test_loss', 'final_test_accuracy', 'best_epoch'):
+    assert results[key] == reference[key], key
+
+
+DAMAGED = ['config.json', 'results.json', 'checkpoints/21/meta/metadata',
+           'checkpoints/21/_CHECKPOINT_METADATA', 'checkpoints/21/state/_METADATA']
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('damage', ['truncate', 'alter'])
+@pytest.mark.parametrize('name', DAMAGED)
+def test_damaged_workdir_file_is_named_or_repaired_by_main_evaluate_and_predict(
+    name, damage, mlp_reference, data_dir, tmp_path):
+  import shutil  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  workdir = tmp_path / 'w'
+  shutil.copytree(mlp_reference[0], workdir)
+  path = workdir / name
+  if damage == 'truncate':
+    path.write_bytes(path.read_bytes()[:path.stat().st_size // 2])
+  else:
+    path.write_text('{"edited": true}')  # valid JSON, not what was written
+  image = tmp_path / 'shirt.png'
+  Image.fromarray(np.zeros((28, 28), np.uint8)).save(image)
+  main = _command(['fmnist_jax.main', *MLP, '--workdir', str(workdir)], data_dir)
+  _one_line_or_none(main, name)
+  if main.returncode == 0:  # repaired or not needed: the finished run's own numbers
+    results = json.load(open(workdir / 'results.json'))
+    assert results['test_accuracy'] == mlp_reference[1]['test_accuracy']
+    if name in ('config.json', 'results.json'):
+      assert 'damaged' in main.stdout and json.loads((workdir / name).read_text())
+  for command in (['fmnist_jax.evaluate', '--workdir', str(workdir)],
+                  ['fmnist_jax.predict', '--workdir', str(workdir), str(image)]):
+    out = _command(command)
+    _one_line_or_none(out, name)
+    assert out.returncode == 0 or name in out.stderr
+  assert not (workdir / 'corrupt_checkpoints').exists()  # main had no cause to read checkpoint 21
+
+
+def _kill_when(proc, ready, timeout=300):
+  deadline = time.time() + timeout
+  while not ready() and time.time() < deadline and proc.poll() is None:
+    time.sleep(0.01)
+  assert proc.poll() is None, 'the run ended before the moment to kill it'
+  proc.kill()
+  proc.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_kill_during_the_first_data_preparation_then_rerun(tmp_path, data_dir):
+  """A fresh data_dir: killed while tfds prepares it, the rerun prepares it whole."""
+  from fmnist_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+  fresh = tmp_path / 'data'
+  args = ['fmnist_jax.main', *MLP, '--config.num_epochs=1', '--workdir', str(tmp_path / 'w'),
+          f'--config.data_dir={fresh}']
+  proc = subprocess.Popen([sys.executable, '-m', *args], cwd=ROOT, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE)
+  _kill_when(proc, lambda: glob.glob(str(fresh / '*' / '*incomplete*')))
+  out = subprocess.run([sys.executable, '-m', *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=600)
+  assert out.returncode == 0, out.stderr[-3000:]
+  assert (tmp_path / 'w' / 'results.json').exists()
+  config = default.get_config()
+  config.update(data_dir=str(fresh), train_split='train', validation_split='test[:1]',
+                test_split='test')
+  data = input_pipeline.load(config, which=('train', 'test'))
+  assert len(data['train']['label']) == 60_000 and len(data['test']['label']) == 10_000
+
+
+REPORT_FILES = ('classification_report.json', 'classification_report.md', 'confusion_matrix.json',
+                'confusion_matrix.png', 'curves.png', 'samples.png', 'misclassified.png',
+                'test_predictions.csv', 'results.json')
+
+
+@pytest.mark.slow
+def test_kill_while_the_final_report_is_written_then_rerun(mlp_reference, data_dir, tmp_path):
+  workdir = tmp_path / 'w'
+  proc = subprocess.Popen([sys.executable, '-m', 'fmnist_jax.main', *MLP, '--workdir',
+                           str(workdir), f'--config.data_dir={data_dir}'], cwd=ROOT,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+  _kill_when(proc, lambda: (workdir / 'test_predictions.csv').exists()
+             or (workdir / 'classification_report.json').exists())
+  assert not (workdir / 'results.json').exists()
+  rerun = _command(['fmnist_jax.main', *MLP, '--workdir', str(workdir)], data_dir)
+  assert rerun.returncode == 0, rerun.stderr[-3000:]
+  for name in REPORT_FILES:
+    assert (workdir / name).stat().st_size > 0, name
+  results = json.load(open(workdir / 'results.json'))
+  for key in ('test_accuracy', 'test_loss', 'final_test_accuracy', 'best_epoch'):
+    assert results[key] == mlp_reference[1][key], key
