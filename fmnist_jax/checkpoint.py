@@ -71,9 +71,15 @@ def save(mngr: ocp.CheckpointManager, step: int, item: Any, meta: dict[str, Any]
               metrics={BEST_METRIC: metric}, force=True)
     mngr.wait_until_finished()
   except Exception as e:  # pylint: disable=broad-except
+    folder = str(mngr.directory)
+    if (not os.path.isdir(folder) or isinstance(e, FileNotFoundError)
+        or str(e).startswith('NOT_FOUND')):
+      raise errors.MachineError(
+          f'Files under {folder} vanished while checkpoint {step} was written (the workdir '
+          'deleted, or its disk unmounted). Restore the workdir (or start over in a new one) and run the same command '
+          'again.') from None
     if not files.is_disk_full(e):
       raise
-    folder = str(mngr.directory)
     for partial in glob.glob(os.path.join(folder, f'{step}.orbax-checkpoint-tmp*')):
       shutil.rmtree(partial, ignore_errors=True)
     needed = sum(x.nbytes for x in jax.tree_util.tree_leaves(item)) / 2**20
