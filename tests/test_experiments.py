@@ -343,3 +343,26 @@ def test_other_records_complete_a_row_only_with_the_same_recipe(tmp_path, capsys
   (table_row,) = reproduce_tables.main(argv)
   assert table_row['per_seed_test_accuracy'] == [0.87] * 5
   assert table_row['trained_on'] == 'CPU'
+
+
+def test_a_damaged_seed_record_is_one_error_naming_it(tmp_path):
+  config = os.path.join(reproduce_tables.common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
+  argv = ['--configs', config, '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o'),
+          '--finished_only']
+  record = tmp_path / 'o' / 'seeds' / 'pytorch_ann_vs_cnn_90_ann' / 'seed_0.json'
+  record.parent.mkdir(parents=True)
+  record.write_text('{"config": {"model": "mlp"}, "resu')  # cut off mid-write
+  with pytest.raises(errors.DamagedFileError, match='seed_0.json is damaged') as e:
+    reproduce_tables.main(argv)
+  assert 'git checkout' in str(e.value) and 'train that seed again' in str(e.value)
+  record.write_text('{"config": {"model": "mlp"}}')  # edited: no results
+  with pytest.raises(errors.DamagedFileError, match='lacks results'):
+    reproduce_tables.main(argv)
+  # A damaged results.json of a run in the workdir is not a finished run (running it rebuilds it).
+  record.unlink()
+  (row,) = reproduce_tables.plan(reproduce_tables.parse_args(argv))
+  (_, run_dir, run_config) = reproduce_tables.common.seed_runs(row['config'], row['workdir'])[0]
+  _fake_run(run_dir, run_config, 0.88)
+  with open(os.path.join(run_dir, 'results.json'), 'w') as f:
+    f.write('{"model": "mlp", "epo')
+  assert reproduce_tables.common.finished_run(run_dir, run_config) is None
