@@ -15,10 +15,9 @@ from fmnist_jax import augment
 from fmnist_jax import errors
 from fmnist_jax import input_pipeline
 from fmnist_jax import models
+from fmnist_jax import state
 
-OPTIMIZERS = ('adam', 'adamw', 'sgd')
 WEIGHT_DECAY_ON = ('kernels', 'all')
-SCHEDULES = ('constant', 'cosine', 'step')
 DTYPES = ('float32', 'bfloat16')  # bfloat16: mixed precision for accelerators (state.DTYPES).
 
 
@@ -28,12 +27,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     raise errors.ConfigError(f'config.{field}={value!r} is invalid; {allowed}.')
   if config.model not in models.MODELS:
     bad('model', config.model, f'choose one of {sorted(models.MODELS)}')
-  if config.optimizer not in OPTIMIZERS:
-    bad('optimizer', config.optimizer, f'choose one of {list(OPTIMIZERS)}')
+  if config.optimizer not in state.OPTIMIZERS:
+    bad('optimizer', config.optimizer, f'choose one of {sorted(state.OPTIMIZERS)}')
   if config.get('weight_decay_on', 'kernels') not in WEIGHT_DECAY_ON:
     bad('weight_decay_on', config.weight_decay_on, f'choose one of {list(WEIGHT_DECAY_ON)}')
-  if config.schedule not in SCHEDULES:
-    bad('schedule', config.schedule, f'choose one of {list(SCHEDULES)}')
+  if config.schedule not in state.SCHEDULES:
+    bad('schedule', config.schedule, f'choose one of {sorted(state.SCHEDULES)}')
   for field in ('learning_rate', 'num_epochs', 'batch_size', 'eval_batch_size', 'keep_checkpoints'):
     if not config[field] > 0:
       bad(field, config[field], 'it must be positive')

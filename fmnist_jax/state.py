@@ -73,29 +73,43 @@ def create_optimizer(config, steps_per_epoch: int,
   return tx
 
 
+# Schedules and optimizers by name: adding one is one function here; config_check accepts exactly
+# these names (the one list).
+# A schedule starts after the `warmup` steps of `total` (its step is counted from there).
+SCHEDULES = {
+    'constant': lambda config, lr, total, warmup: optax.constant_schedule(lr),
+    'cosine': lambda config, lr, total, warmup: optax.cosine_decay_schedule(
+        lr, max(total - warmup, 1)),
+    'step': lambda config, lr, total, warmup: optax.piecewise_constant_schedule(
+        lr, {int(b * total) - warmup: config.step_decay for b in config.step_boundaries}),
+}
+
+
+def _sgd(config, schedule, mask) -> optax.GradientTransformation:
+  sgd = optax.sgd(schedule, momentum=config.momentum)
+  # L2 added to the gradient before momentum, as PyTorch's SGD(weight_decay=...) does.
+  if not config.weight_decay:
+    return sgd
+  return optax.chain(optax.add_decayed_weights(config.weight_decay, mask), sgd)
+
+
+OPTIMIZERS = {
+    'adam': lambda config, schedule, mask: optax.adam(schedule),
+    'adamw': lambda config, schedule, mask: optax.adamw(
+        schedule, weight_decay=config.weight_decay, mask=mask),
+    'sgd': _sgd,
+}
+
+
 def _optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
   total = config.num_epochs * steps_per_epoch
   warmup = int(config.warmup_epochs * steps_per_epoch)
   lr = config.learning_rate
-  if config.schedule == 'cosine':
-    schedule = optax.cosine_decay_schedule(lr, max(total - warmup, 1))
-  elif config.schedule == 'step':
-    schedule = optax.piecewise_constant_schedule(
-        lr, {int(b * total) - warmup: config.step_decay for b in config.step_boundaries})
-  else:
-    schedule = optax.constant_schedule(lr)
+  schedule = SCHEDULES[config.schedule](config, lr, total, warmup)
   if warmup:
     schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), schedule], [warmup])
   mask = None if config.get('weight_decay_on', 'kernels') == 'all' else decay_mask
-  if config.optimizer == 'sgd':
-    sgd = optax.sgd(schedule, momentum=config.momentum)
-    # L2 added to the gradient before momentum, as PyTorch's SGD(weight_decay=...) does.
-    if not config.weight_decay:
-      return sgd
-    return optax.chain(optax.add_decayed_weights(config.weight_decay, mask), sgd)
-  if config.optimizer == 'adamw':
-    return optax.adamw(schedule, weight_decay=config.weight_decay, mask=mask)
-  return optax.adam(schedule)
+  return OPTIMIZERS[config.optimizer](config, schedule, mask)
 
 
 def decay_mask(params) -> Any:

@@ -16,6 +16,7 @@ import pytest
 from configs import default
 from fmnist_jax import checkpoint
 from fmnist_jax import config_check
+from fmnist_jax import errors
 from fmnist_jax import input_pipeline
 from fmnist_jax import metrics
 from fmnist_jax import models
@@ -433,3 +434,18 @@ def test_a_whole_run_with_several_steps_per_dispatch(small_config, tmp_path):
   for a, b in zip(one['history'], four['history']):
     np.testing.assert_allclose(b['validation_loss'], a['validation_loss'], rtol=1e-4)
   np.testing.assert_allclose(four['test_loss'], one['test_loss'], rtol=1e-4)
+
+
+def test_the_config_check_accepts_exactly_the_defined_optimizers_and_schedules():
+  """One list each: a name is valid if and only if state defines it."""
+  config = default.get_config()
+  for name in state_lib.OPTIMIZERS:
+    config.optimizer = name
+    config_check.validate_config(config)
+    assert state_lib.create_optimizer(config, steps_per_epoch=10) is not None
+  for name in state_lib.SCHEDULES:
+    config.schedule = name
+    config_check.validate_config(config)
+  config.optimizer = 'lamb'  # an optax optimizer this project does not define
+  with pytest.raises(errors.ConfigError, match='config.optimizer'):
+    config_check.validate_config(config)
