@@ -65,8 +65,32 @@ def config_name(path: str) -> str:
 
 
 def run(config, workdir: str) -> dict:
-  """Trains (or resumes, or just reads) the run in `workdir`."""
+  """Trains (or resumes, or just reads) the run in `workdir`. A run there made by another results
+  version is first moved aside to <workdir>.results_v<N> (kept; its numbers are not today's)."""
+  older = older_results_version(workdir)
+  if older is not None:
+    aside = f'{workdir}.results_v{older}'
+    while os.path.exists(aside):
+      aside += '_'
+    os.rename(workdir, aside)
+    print(f'{workdir} held a run of results version {older}; moved to {aside} and trained '
+          f'again by today\'s code (results version {provenance.RESULTS_VERSION}).', flush=True)
   return train.train_and_evaluate(config, workdir)
+
+
+def older_results_version(run_dir: str) -> int | None:
+  """The results version of the run in `run_dir` when it is not today's (None: today's or none),
+  from its results.json or its newest checkpoint."""
+  results = _read_json(os.path.join(run_dir, 'results.json'))
+  if results is None:
+    root = os.path.join(run_dir, 'checkpoints')
+    steps = sorted((int(d) for d in (os.listdir(root) if os.path.isdir(root) else ())
+                    if d.isdigit()), reverse=True)
+    results = steps and _read_json(os.path.join(root, str(steps[0]), 'meta', 'metadata'))
+  if not isinstance(results, dict):
+    return None
+  version = provenance.results_version(results)
+  return None if version == provenance.RESULTS_VERSION else version
 
 
 def seed_runs(config, workdir: str, sequential: bool = True):
@@ -101,6 +125,11 @@ def _read_json(path: str, record: bool = False, required: tuple[str, ...] = ()):
     return None
 
 
+def read_record(path: str) -> dict | None:
+  """A seed record ({'config', 'results'}); None if absent, a one-line error if damaged."""
+  return _read_json(path, record=True, required=('config', 'results'))
+
+
 def finished_run(run_dir: str, config, record: str | None = None,
                  any_version: bool = False) -> dict | None:
   """results.json of a finished run of `config` in `run_dir`, else of its record file, else None.
@@ -108,7 +137,7 @@ def finished_run(run_dir: str, config, record: str | None = None,
   A run or record made under another config (fields other than config_check.NOT_COMPARED), or by
   code of another results version (unless `any_version`, for labeled tables), is not used.
   """
-  kept = _read_json(record, record=True, required=('config', 'results')) if record else None
+  kept = read_record(record) if record else None
   for results, used_config in (
       (_read_json(os.path.join(run_dir, 'results.json'), required=results_lib.REQUIRED),
        lambda: _read_json(os.path.join(run_dir, 'config.json'))),
@@ -148,8 +177,8 @@ def epochs_done(run_dir: str) -> int:
   steps = sorted((int(d) for d in (os.listdir(root) if os.path.isdir(root) else ())
                   if d.isdigit()), reverse=True)
   for step in steps:
-    meta = _read_json(os.path.join(root, str(step), 'meta', 'metadata'))
-    if meta is not None:
+    meta = _read_json(os.path.join(root, str(step), 'meta', 'metadata'), required=('history',))
+    if meta is not None and isinstance(meta['history'], list):
       return len(meta['history'])
   return 0
 

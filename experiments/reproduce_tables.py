@@ -36,7 +36,6 @@ trained with a randomly initialised backbone in <workdir>/<row>_random_backbone 
 "NOT PRETRAINED"; --require_pretrained makes a missing file an error instead.
 """
 import glob
-import json
 import os
 
 import common  # pylint: disable=g-bad-import-order
@@ -156,8 +155,7 @@ def other_record(row: dict, other_records: str | None, any_version: bool = False
   if not folder or not os.path.isdir(folder):
     return None
   for path in sorted(glob.glob(os.path.join(folder, '*.json'))):
-    with open(path) as f:
-      record = json.load(f)
+    record = common.read_record(path)
     results = record['results']
     seeds = common.per_seed(results, 'seed')
     if (common.is_run_of(config, results, record['config'], SEED_RUNNING_FIELDS, any_version)

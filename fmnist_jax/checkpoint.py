@@ -158,17 +158,24 @@ def _path(path) -> str:
   return '.'.join(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k)))) for k in path)
 
 
-def restore_latest(workdir: str, keep: int, abstract_item: Any, read_only: bool = False):
+# What reading a damaged or vanishing checkpoint raises (TensorStore's errors are ValueErrors).
+_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, IndexError)
+
+
+def restore_latest(workdir: str, keep: int, abstract_item: Any, read_only: bool = False,
+                   newest_only: bool = False):
   """(manager, step, item, meta) of the newest readable checkpoint; step None if there is none.
 
   A checkpoint whose arrays do not fit `abstract_item` (another model, optimizer or num_seeds) is
   refused with StructureMismatchError and left exactly as it is. A checkpoint that cannot be read
   is moved to <workdir>/corrupt_checkpoints/<step> (kept for inspection, out of the manager's
-  way), or with `read_only` just skipped, and the next older one is tried. One that vanishes while
-  it is read (a training deletes its old checkpoints) is not damage: the listing is read again.
+  way), or with `read_only` just skipped, and the next older one is tried; with `newest_only`
+  (evaluate, whose report must match the run's best) a damaged newest one is an error instead.
+  One that vanishes while it is read (a training deletes its old checkpoints) is not damage: a
+  reader lists and reads again.
   """
   mngr = _open(workdir, keep, read_only)
-  tried = set()
+  tried, retries_left = set(), {}
   while True:
     steps = [s for s in sorted(mngr.all_steps(), reverse=True) if s not in tried]
     if not steps:
@@ -181,18 +188,30 @@ def restore_latest(workdir: str, keep: int, abstract_item: Any, read_only: bool 
       if mismatch is None:
         item, meta = restore(mngr, step, abstract_item)
         return mngr, step, item, meta
-    except Exception as e:  # pylint: disable=broad-except
-      # Orbax, TensorStore and JSON raise many kinds of errors for damaged or vanished files.
+    except _READ_ERRORS as e:
+      # Orbax, TensorStore and JSON raise these kinds for damaged or vanished files; anything else
+      # (out of device memory, a bug) is not the checkpoint's fault and keeps its traceback.
       error = e
     else:
       raise StructureMismatchError(
           f'Checkpoint {step} in {workdir} holds a differently shaped state than the config asks '
           f'for ({mismatch}); it is left untouched. Use a new --workdir for this config.')
-    if not os.path.exists(path):  # deleted under us by the training that owns the workdir
+    if read_only and retries_left.get(step, 2):
+      # Orbax deletes an old checkpoint folder file by file: a reader can meet it half gone.
+      # Wait, list again, and read it again while it is still there.
+      retries_left[step] = retries_left.get(step, 2) - 1
+      time.sleep(0.2)
+      tried.discard(step)
+    if not os.path.exists(path) or step not in tried:  # deleted under us, or to be read again
       mngr = _open(workdir, keep, read_only)
       continue
     message = f'Checkpoint {step} in {workdir} cannot be read ({type(error).__name__}: ' \
               f'{str(error)[:300]})'
+    if read_only and newest_only:
+      raise errors.DamagedFileError(
+          f'{message}. The newest checkpoint holds the run\'s best variables, so none older is '
+          'read in its place: run the training command once (it sets the damaged checkpoint '
+          'aside and continues from the one before it), or restore it.')
     if read_only:
       message += '; left as it is, trying the previous one.'
     else:
@@ -206,10 +225,11 @@ def restore_latest(workdir: str, keep: int, abstract_item: Any, read_only: bool 
     print('WARNING: ' + message, flush=True)
 
 
-def load_best(workdir: str, seed_index: int = 0):
+def load_best(workdir: str, seed_index: int = 0, newest_only: bool = False):
   """(config, model, variables, history, best_epoch) of a workdir's best variables for one seed.
 
-  The best variables of every seed travel in each checkpoint, so the latest one is read.
+  The best variables of every seed travel in each checkpoint, so the latest one is read (with
+  `newest_only`, a damaged latest one is an error rather than skipped for an older one).
   """
   config_path = os.path.join(workdir_lib.check(workdir, must_hold_run=True), 'config.json')
   try:
@@ -225,7 +245,7 @@ def load_best(workdir: str, seed_index: int = 0):
   model = state_lib.create_model(config)
   mngr, step, ckpt, meta = restore_latest(
       workdir, config.keep_checkpoints, state_lib.checkpoint_item(config, model, 1),
-      read_only=True)
+      read_only=True, newest_only=newest_only)
   mngr.close()
   if step is None:
     raise errors.WorkdirError(f'--workdir {workdir!r} holds no checkpoint yet: its run has not '

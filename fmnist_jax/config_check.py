@@ -120,20 +120,19 @@ NOT_COMPARED = ('progress_bar', 'report_every_steps', 'data_dir', 'archives_dir'
 # Fields added later: a saved config without one had this value.
 ADDED_FIELDS = {'steps_per_dispatch': 1, 'label_smoothing': 0.0, 'augment.crop': 0,
                 'augment.erase': 0.0, 'ema_decay': 0.0,
-                # Before results version 2 every parameter decayed, but no run of that code used
-                # weight decay other than configs/best.py's (which asks for 'all'), and results of
-                # another version are never reused as today's (provenance.RESULTS_VERSION).
-                'weight_decay_on': 'kernels'}
+                'weight_decay_on': 'all'}  # before results version 2 every parameter decayed
 NOT_COMPARED_PREFIXES = ('report.',)  # a report config's description of itself (title, seeds).
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-  """'field: old -> new' for every (dotted) field that differs, ignoring NOT_COMPARED."""
+  """'field: old -> new' for every (dotted) field that differs, ignoring NOT_COMPARED (and
+  weight_decay_on where neither decays: it then changes nothing)."""
   flat = lambda d: {k: v for k, v in flat_hparams(ml_collections.ConfigDict(d)).items()
                     if k not in NOT_COMPARED and not k.startswith(NOT_COMPARED_PREFIXES)}
   old, new = {**ADDED_FIELDS, **flat(old)}, {**ADDED_FIELDS, **flat(new)}
+  inert = {'weight_decay_on'} if not old.get('weight_decay') and not new.get('weight_decay') else set()
   return [f'{k}: {old.get(k, "(absent)")!r} -> {new.get(k, "(absent)")!r}'
-          for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+          for k in sorted(set(old) | set(new) - inert) if old.get(k) != new.get(k)]
 
 
 def flat_hparams(config) -> dict[str, Any]:

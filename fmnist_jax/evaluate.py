@@ -78,7 +78,8 @@ def report_on_test(tester: Evaluator, variables, test: dict[str, np.ndarray], wo
 
 def evaluate_workdir(workdir: str) -> dict[str, float]:
   """Re-evaluates the best checkpoint of a run on its test split and rewrites the report files."""
-  config, model, variables, history, best = checkpoint.load_best(workdir)
+  # The newest checkpoint only: the report files must be the run's best, as results.json says.
+  config, model, variables, history, best = checkpoint.load_best(workdir, newest_only=True)
   test = input_pipeline.load(config, which=('test',))['test']
   tester = Evaluator(model, test['image'], test['label'], config.eval_batch_size)
   result = report_on_test(tester, variables, test, workdir, history)

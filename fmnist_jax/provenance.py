@@ -47,7 +47,8 @@ def code() -> dict[str, Any]:
   In a git checkout: the commit and whether fmnist_jax/, configs/ or setup.py had uncommitted
   changes; otherwise the installed package's version.
   """
-  commit = _git('rev-parse', 'HEAD') if os.path.isdir(os.path.join(_ROOT, '.git')) else None
+  # .git is a folder in a clone, a file in a worktree; a package installed elsewhere has neither.
+  commit = _git('rev-parse', 'HEAD') if os.path.exists(os.path.join(_ROOT, '.git')) else None
   if commit:
     changes = _git('status', '--porcelain', '--untracked-files=no', '--', *CODE_PATHS)
     return {'commit': commit, 'uncommitted_changes': bool(changes) if changes is not None else None}

@@ -24,15 +24,20 @@ from tests.test_train import _synthetic_data
 GOLDEN = os.path.join(os.path.dirname(__file__), 'data', 'results_versions.json')
 
 
-@pytest.fixture(scope='module')
-def fixed_run(tmp_path_factory) -> dict:
-  tmp = tmp_path_factory.mktemp('fixed')
+def _fixed_config(tmp):
   config = default.get_config()
   # Large decay: biases start at zero, so only a strong one shows on them within 16 steps.
   config.update(model='bn_cnn', num_epochs=2, batch_size=64, progress_bar='off', seed=7,
                 optimizer='adamw', learning_rate=3e-3, weight_decay=0.5, ema_decay=0.9,
                 data_dir=str(tmp / 'unused'))
   config.augment.update(flip=True, shift=0.1, rotation=5.0, crop=1, erase=0.25)
+  return config
+
+
+@pytest.fixture(scope='module')
+def fixed_run(tmp_path_factory) -> dict:
+  tmp = tmp_path_factory.mktemp('fixed')
+  config = _fixed_config(tmp)
   with pytest.MonkeyPatch.context() as patch:
     patch.setattr(input_pipeline, 'load', _synthetic_data)
     return train.train_and_evaluate(config, str(tmp / 'run'))
@@ -70,8 +75,10 @@ def test_results_json_names_what_made_it(fixed_run):
   assert all(prov['libraries'][name] for name in ('jax', 'jaxlib', 'flax', 'optax'))
   assert prov['backend'] == 'cpu' and prov['device_kinds']
   code = prov['code']
-  assert ('commit' in code and len(code['commit']) == 40
-          and isinstance(code['uncommitted_changes'], bool)) or 'package_version' in code
+  if os.path.exists(os.path.join(os.path.dirname(os.path.dirname(__file__)), '.git')):
+    assert len(code['commit']) == 40 and isinstance(code['uncommitted_changes'], bool)
+  else:  # an installed package without its git checkout
+    assert 'package_version' in code
   # The final weights' test figures, beside the best-validation epoch's (2 epochs, EMA on).
   assert 0 <= results['final_test_accuracy'] <= 1 and results['final_test_loss'] > 0
   assert provenance.code_line(prov).startswith(f'results version {provenance.RESULTS_VERSION}, ')
@@ -83,3 +90,16 @@ def test_code_line_of_older_results():
   assert provenance.code_line({'results_version': 2, 'code': {
       'commit': '0123456789abcdef', 'uncommitted_changes': True}}) == (
           'results version 2, commit 0123456 with uncommitted changes')
+
+
+def test_a_changed_step_moves_the_fixed_runs_numbers_beyond_the_tolerance(tmp_path, monkeypatch):
+  """The negative control: the dropout and augmentation keys swapped (a changed step) fail the
+  comparison above."""
+  from fmnist_jax import streams  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(streams, 'STEP_STREAMS', tuple(reversed(streams.STEP_STREAMS)))
+  config = _fixed_config(tmp_path)
+  monkeypatch.setattr(input_pipeline, 'load', _synthetic_data)
+  numbers = _numbers(train.train_and_evaluate(config, str(tmp_path / 'run')))
+  with open(GOLDEN) as f:
+    golden = json.load(f)[str(provenance.RESULTS_VERSION)]
+  assert numbers['train_loss'] != pytest.approx(golden['train_loss'], rel=1e-5)
