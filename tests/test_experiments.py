@@ -366,3 +366,21 @@ def test_a_damaged_seed_record_is_one_error_naming_it(tmp_path):
   with open(os.path.join(run_dir, 'results.json'), 'w') as f:
     f.write('{"model": "mlp", "epo')
   assert reproduce_tables.common.finished_run(run_dir, run_config) is None
+
+
+def test_a_run_dir_of_an_older_results_version_is_moved_aside_and_trained_again(tmp_path,
+                                                                                monkeypatch):
+  config = reproduce_tables.common.load_config('configs/mlp.py', validate=False)
+  old_dir, new_dir = tmp_path / 'old', tmp_path / 'new'
+  _fake_run(old_dir, config, 0.88, version=1)
+  _fake_run(new_dir, config, 0.89)
+  common = reproduce_tables.common
+  assert common.older_results_version(str(old_dir)) == 1
+  assert common.older_results_version(str(new_dir)) is None
+  assert common.older_results_version(str(tmp_path / 'absent')) is None
+  trained = []
+  monkeypatch.setattr(common.train, 'train_and_evaluate',
+                      lambda c, w: trained.append(w) or {'workdir': w})
+  common.run(config, str(old_dir))
+  assert trained == [str(old_dir)] and not old_dir.exists()  # trained afresh by today's code
+  assert json.load(open(tmp_path / 'old.results_v1' / 'results.json'))['test_accuracy'] == 0.88
