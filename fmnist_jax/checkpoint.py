@@ -158,8 +158,8 @@ def _path(path) -> str:
   return '.'.join(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k)))) for k in path)
 
 
-# What reading a damaged or vanishing checkpoint raises (TensorStore's errors are ValueErrors).
-_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, IndexError)
+# Errors of a restore that say nothing about the checkpoint's files: out of host or device memory.
+_NOT_DAMAGE = (MemoryError, jax.errors.JaxRuntimeError)
 
 
 def restore_latest(workdir: str, keep: int, abstract_item: Any, read_only: bool = False,
@@ -188,9 +188,11 @@ def restore_latest(workdir: str, keep: int, abstract_item: Any, read_only: bool 
       if mismatch is None:
         item, meta = restore(mngr, step, abstract_item)
         return mngr, step, item, meta
-    except _READ_ERRORS as e:
-      # Orbax, TensorStore and JSON raise these kinds for damaged or vanished files; anything else
-      # (out of device memory, a bug) is not the checkpoint's fault and keeps its traceback.
+    except Exception as e:  # pylint: disable=broad-except
+      # Orbax, TensorStore (even a bare Exception) and JSON raise many kinds for damaged or
+      # vanishing files; running out of memory is not the checkpoint's fault.
+      if isinstance(e, _NOT_DAMAGE):
+        raise
       error = e
     else:
       raise StructureMismatchError(

@@ -198,7 +198,8 @@ def test_busy_workdir_refused_with_pid_and_free_again_after_sigkill(data_dir, tm
   finally:
     resumed.send_signal(signal.SIGINT)  # saves and exits
     _, stderr = resumed.communicate(timeout=300)
-  assert re.search(rf'Resumed from the checkpoint at step {done}\b', stderr), stderr[-3000:]
+  log = (workdir / 'log.txt').read_text()  # absl's lines go to the workdir's log
+  assert re.search(rf'Resumed from the checkpoint at step {done}\b', log), stderr[-3000:]
   assert resumed.returncode == 128 + signal.SIGINT
 
 
