@@ -132,7 +132,7 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
   old, new = {**ADDED_FIELDS, **flat(old)}, {**ADDED_FIELDS, **flat(new)}
   inert = {'weight_decay_on'} if not old.get('weight_decay') and not new.get('weight_decay') else set()
   return [f'{k}: {old.get(k, "(absent)")!r} -> {new.get(k, "(absent)")!r}'
-          for k in sorted(set(old) | set(new) - inert) if old.get(k) != new.get(k)]
+          for k in sorted((set(old) | set(new)) - inert) if old.get(k) != new.get(k)]
 
 
 def flat_hparams(config) -> dict[str, Any]:

@@ -449,3 +449,14 @@ def test_the_config_check_accepts_exactly_the_defined_optimizers_and_schedules()
   config.optimizer = 'lamb'  # an optax optimizer this project does not define
   with pytest.raises(errors.ConfigError, match='config.optimizer'):
     config_check.validate_config(config)
+
+
+def test_weight_decay_on_is_compared_only_where_a_config_decays():
+  """A config.json from before the field (every parameter decayed) is the same recipe where
+  nothing decays, and another where something does."""
+  old = json.loads(default.get_config().to_json_best_effort())
+  del old['weight_decay_on']
+  new = json.loads(default.get_config().to_json_best_effort())
+  assert config_check.config_differences(old, new) == []
+  old['weight_decay'] = new['weight_decay'] = 5e-4
+  assert config_check.config_differences(old, new) == ["weight_decay_on: 'all' -> 'kernels'"]
