@@ -21,8 +21,7 @@ config = default.get_config()
 config.update(model='bn_cnn', data_dir={data_dir!r}, train_split='train[:1280]',
               validation_split='train[59000:]', test_split='test[:1000]', num_epochs=2,
               progress_bar='off', schedule='constant')
-config.augment.flip = True
-config.augment.shift = 0.1
+config.augment.flip = True  # no shift: see the one-step comparison below
 out = {{'devices': jax.device_count()}}
 if jax.device_count() > 1:
   mesh = parallel.create_mesh()
@@ -37,7 +36,10 @@ if jax.device_count() > 1:
   import jax.numpy as jnp
   sgd = default.get_config()
   sgd.update(model='bn_cnn', optimizer='sgd', learning_rate=0.05)
-  sgd.augment.update(flip=True, shift=0.1)
+  # Flips only: a shift pads with zeros, whose normalised values tie in the max-pools, and there a
+  # rounding-level difference of the batch statistics can send a gradient to another window
+  # (seen with results version 2's streams: 5e-5), which is not the rounding this step compares.
+  sgd.augment.update(flip=True)
   model = state_lib.create_model(sgd)
   rng = np.random.default_rng(0)
   data = (rng.integers(0, 256, (512, 28, 28, 1), dtype=np.uint8),
