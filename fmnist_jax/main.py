@@ -40,14 +40,14 @@ def main(argv):
     raise errors.UserError(f'unexpected arguments {argv[1:]}: every option is a flag, e.g. '
                            '--config.num_epochs=5 (see --help).')
   logging.get_absl_handler().addFilter(_QuietOrbax())
-  if not FLAGS.verbose:
-    path = workdir_lib.check(FLAGS.workdir)
-    print(f'Log: {console.to_log(path)}', flush=True)
+  import jax  # pylint: disable=g-import-not-at-top
   if FLAGS.multihost:
-    import jax  # pylint: disable=g-import-not-at-top
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     logging.info('Process %d of %d, %d devices in all.', jax.process_index(), jax.process_count(),
                  jax.device_count())
+  if not FLAGS.verbose and jax.process_index() == 0:  # process 0 alone writes to the workdir
+    path = workdir_lib.check(FLAGS.workdir)
+    print(f'Log: {console.to_log(path)}', flush=True)
   logging.info('Config:\n%s', FLAGS.config)
   # A person's mistakes (errors.UserError) end in one ERROR line through cli.run.
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir, FLAGS.allow_config_change)

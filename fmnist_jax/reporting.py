@@ -218,10 +218,11 @@ def holm(p_values: Sequence[float]) -> list[float]:
 
   The i-th smallest p is multiplied by (m - i) (i from 0), then made non-decreasing and capped at 1.
   """
-  order = np.argsort(p_values)
-  adjusted, running = np.empty(len(p_values)), 0.0
-  for rank, i in enumerate(order):
-    running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+  p = np.asarray(p_values, float)
+  tested = np.flatnonzero(~np.isnan(p))  # a NaN p (two constant groups) is no test: left NaN
+  adjusted, running = np.full(len(p), np.nan), 0.0
+  for rank, i in enumerate(tested[np.argsort(p[tested])]):
+    running = max(running, min(1.0, (len(tested) - rank) * p[i]))
     adjusted[i] = running
   return [float(a) for a in adjusted]
 

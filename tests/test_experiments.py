@@ -39,6 +39,9 @@ def test_holm_adjusts_like_its_definition_and_welch_tables_carry_it():
   assert reporting.holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
   assert reporting.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
   assert reporting.holm([0.03]) == pytest.approx([0.03])  # one test: unchanged
+  adjusted = reporting.holm([0.02, float('nan'), 0.04])  # NaN: no test, not counted in m
+  assert np.isnan(adjusted[1]) and adjusted[0] == pytest.approx(0.04)
+  assert adjusted[2] == pytest.approx(0.04)
   tests = reporting.welch_tests({'a': [0.90, 0.91, 0.92], 'b': [0.905, 0.91, 0.915],
                                  'c': [0.80, 0.81, 0.82]})
   assert [t['p_holm'] for t in tests] == pytest.approx(
