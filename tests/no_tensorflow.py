@@ -29,7 +29,9 @@ class _HideTensorFlow:
 
 
 sys.meta_path[:] = [_HideTensorFlow(f) for f in sys.meta_path]
+# The terminal's stderr, kept: `main` sends file descriptor 2 to the workdir's log.txt.
+_terminal = os.fdopen(os.dup(2), 'w')
 atexit.register(lambda: print(f'TENSORFLOW_IMPORTED={"tensorflow" in sys.modules}',
-                              file=sys.stderr))
+                              file=_terminal, flush=True))
 module, sys.argv = sys.argv[1], sys.argv[1:]
 runpy.run_module(module, run_name='__main__', alter_sys=True)

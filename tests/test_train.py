@@ -171,7 +171,9 @@ def test_cli_end_to_end_on_a_real_slice(data_dir, tmp_path):
       assert f.read(8) == b'\x89PNG\r\n\x1a\n'
   again = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert again.returncode == 0
-  assert 'nothing to train' in again.stderr and 'epoch   1/' not in again.stdout
+  log = open(os.path.join(workdir, 'log.txt')).read()  # absl's lines go to the workdir's log
+  assert 'nothing to train' in log and 'epoch   1/' not in again.stdout
+  assert 'Config:' in log and 'Config:' not in again.stdout + again.stderr  # the quiet console
   assert json.load(open(os.path.join(workdir, 'results.json'))) == results
 
 
