@@ -15,7 +15,6 @@ import shutil
 import time
 from typing import Any
 
-from absl import logging
 import jax
 import ml_collections
 import numpy as np
@@ -23,6 +22,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
 from fmnist_jax import config_check
+from fmnist_jax import console
 from fmnist_jax import errors
 from fmnist_jax import files
 from fmnist_jax import results
@@ -76,8 +76,8 @@ def save(mngr: ocp.CheckpointManager, step: int, item: Any, meta: dict[str, Any]
         or str(e).startswith('NOT_FOUND')):
       raise errors.MachineError(
           f'Files under {folder} vanished while checkpoint {step} was written (the workdir '
-          'deleted, or its disk unmounted). Restore the workdir (or start over in a new one) and run the same command '
-          'again.') from None
+          'deleted, or its disk unmounted). Restore the workdir (or start over in a new one) '
+          'and run the same command again.') from None
     if not files.is_disk_full(e):
       raise
     for partial in glob.glob(os.path.join(folder, f'{step}.orbax-checkpoint-tmp*')):
@@ -223,8 +223,7 @@ def restore_latest(workdir: str, keep: int, abstract_item: Any, read_only: bool 
       shutil.rmtree(aside, ignore_errors=True)
       shutil.move(path, aside)
       mngr = manager(workdir, keep)
-    logging.warning(message)
-    print('WARNING: ' + message, flush=True)
+    console.warn(message)
 
 
 def load_best(workdir: str, seed_index: int = 0, newest_only: bool = False):
@@ -241,7 +240,7 @@ def load_best(workdir: str, seed_index: int = 0, newest_only: bool = False):
     if copy is None:
       raise errors.DamagedFileError(f'{e} No checkpoint holds a copy of it: restore it, or run '
                                     'the training command once, which rewrites it.') from None
-    print(f'WARNING: {e} Using the copy in checkpoint {copy[0]}.', flush=True)
+    console.warn(f'{e} Using the copy in checkpoint {copy[0]}.')
     saved = copy[1]
   config = ml_collections.ConfigDict(saved)
   model = state_lib.create_model(config)

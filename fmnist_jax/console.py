@@ -12,6 +12,8 @@ import os
 import sys
 from typing import TextIO
 
+from absl import logging
+
 LOG_FILE = 'log.txt'
 _terminal: TextIO | None = None
 
@@ -34,3 +36,9 @@ def to_log(workdir: str) -> str:
   os.dup2(fd, 2)
   os.close(fd)
   return path
+
+
+def warn(message: str) -> None:
+  """One WARNING line a person sees (stdout), also in the log."""
+  logging.warning(message)
+  print(f'WARNING: {message}', flush=True)

@@ -251,7 +251,7 @@ def _finished_run(config, workdir: str, allow_config_change: bool) -> dict[str, 
   try:
     results = files.read_json(results_path, '', required=results_lib.REQUIRED)
   except errors.DamagedFileError as e:
-    _warn(f'{e} It is rebuilt from the run\'s final checkpoint.')
+    console.warn(f'{e} It is rebuilt from the run\'s final checkpoint.')
     os.replace(results_path, results_path + '.damaged')
     return None
   if results is not None and results['epochs'] >= config.num_epochs:
@@ -276,20 +276,15 @@ def _saved_config(workdir: str) -> dict[str, Any] | None:
   except errors.DamagedFileError as e:
     copy = checkpoint.saved_config(workdir)
     if copy is not None:
-      _warn(f'{e} Rebuilt from the copy in checkpoint {copy[0]}.')
+      console.warn(f'{e} Rebuilt from the copy in checkpoint {copy[0]}.')
       results_lib.write_json(path, copy[1])
       return copy[1]
     if glob.glob(os.path.join(workdir, 'checkpoints', '[0-9]*')):
       raise errors.DamagedFileError(
           f'{e} No checkpoint holds a copy to rebuild it from: restore it, or delete it to '
           'continue this run under the command\'s config.') from None
-    _warn(f'{e} The run has no checkpoint yet, so nothing is lost: it is written again.')
+    console.warn(f'{e} The run has no checkpoint yet, so nothing is lost: it is written again.')
     return None
-
-
-def _warn(message: str) -> None:
-  logging.warning(message)
-  print(f'WARNING: {message}', flush=True)
 
 
 @dataclasses.dataclass
