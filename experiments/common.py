@@ -21,7 +21,7 @@ from fmnist_jax import files  # pylint: disable=g-import-not-at-top,wrong-import
 from fmnist_jax import provenance  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import reporting  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import results as results_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import state as state_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fmnist_jax import seeds  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
 
@@ -99,7 +99,7 @@ def seed_runs(config, workdir: str, sequential: bool = True):
   One seed, or several together (config.num_seeds): one run in `workdir`. Several one after another: a run per seed in
   `workdir`/seed_<s>.
   """
-  all_seeds = state_lib.seeds(config)
+  all_seeds = seeds.of(config)
   if not sequential or len(all_seeds) == 1:
     label = (f'seed_{all_seeds[0]}' if len(all_seeds) == 1
              else f'seeds_{all_seeds[0]}-{all_seeds[-1]}')
@@ -215,7 +215,7 @@ def run_seeds(config, workdir: str, sequential: bool = False, finished_only: boo
   per = [{k: r.get(k) for k in results_lib.SEED_KEYS} for r in runs]
   merged = dict(runs[0], per_seed=per, seed=[r['seed'] for r in per],
                 best_epoch=[r['best_epoch'] for r in per])
-  merged.update(results_lib.seed_means(per))
+  merged.update(seeds.means(per))
   merged['train_seconds'] = sum(r['train_seconds'] for r in runs)
   merged['train_images_per_second'] = float(np.mean([r['train_images_per_second'] for r in runs]))
   merged['history'] = _merge_histories([r['history'] for r in runs])
@@ -243,7 +243,7 @@ def per_seed(results: dict, key: str) -> list:
 def validation_curves(results: dict) -> list[list[float]]:
   """Per seed, the validation accuracy of every epoch."""
   n = len(results['per_seed']) if 'per_seed' in results else 1
-  return [[h['validation_accuracy'] for h in results_lib.seed_history(results['history'], k)]
+  return [[h['validation_accuracy'] for h in seeds.history(results['history'], k)]
           for k in range(n)]
 
 

@@ -1,14 +1,22 @@
-"""On-device augmentation, traced into the jitted train step.
+"""On-device augmentation, traced into the jitted train step, found by name in one registry.
 
-One random affine warp per image (rotation, shear, zoom and shift composed into a single matrix,
-sampled with bilinear interpolation by `jax.scipy.ndimage.map_coordinates`, zeros outside, like
-Keras' ImageDataGenerator with fill_mode='constant') and an optional horizontal flip. Whatever is
-disabled in the config is not traced at all, so a disabled augmentation costs nothing and returns
-the images unchanged.
+Each augmentation is registered with the `config.augment` fields it reads and their defaults (off),
+a check of their values, and a function of (images, key, fields). `augment` applies the enabled
+ones in registration order, each with its own random stream (`streams.augment_keys`: the i-th
+registered augmentation gets child i of the step's augment key), so turning one on leaves the
+others' streams as they were. Whatever is disabled is not traced at all: a disabled augmentation
+costs nothing and returns the images unchanged. Adding one is one `register` call (see
+docs/extending.md); `defaults.get_config()` and `config_check.validate_config` read this registry.
+
+Built in: one random affine warp per image (rotation, shear, zoom and shift composed into a single
+matrix, sampled with bilinear interpolation by `jax.scipy.ndimage.map_coordinates`, zeros outside,
+like Keras' ImageDataGenerator with fill_mode='constant'), a horizontal flip, a padded random crop
+and random erasing.
 """
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -16,25 +24,79 @@ from jax.scipy import ndimage
 
 from fmnist_jax import streams
 
-KEYS = ('flip', 'shift', 'rotation', 'zoom', 'shear', 'crop', 'erase')
-_WARP = ('shift', 'rotation', 'zoom', 'shear')
 # Random erasing (Zhong et al. 2020): the erased area's fraction of the image and aspect ratio.
 ERASE_AREA = (0.02, 0.4)
 ERASE_ASPECT = (0.3, 1 / 0.3)
 
 
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+  """A registered augmentation: its stream name, its config.augment fields -> (default, help),
+  the function, and a check that returns what is wrong with a field's value (None: fine)."""
+  name: str
+  fields: dict[str, tuple[Any, str]]
+  apply: Callable[[jax.Array, jax.Array, dict[str, Any]], jax.Array]
+  check: Callable[[str, Any], str | None]
+
+  def values(self, cfg: Any) -> dict[str, Any]:
+    return {f: cfg.get(f, default) for f, (default, _) in self.fields.items()}
+
+  def enabled(self, cfg: Any) -> bool:
+    return any(bool(v) and float(v) > 0 for v in self.values(cfg).values())
+
+
+AUGMENTATIONS: dict[str, Augmentation] = {}  # in registration order: the order they are applied
+
+
+def register(name: str, fields: dict[str, tuple[Any, str]],
+             check: Callable[[str, Any], str | None] = lambda field, value: None):
+  """Decorator: registers fn(images, key, values) -> images as augmentation `name`.
+
+  `images` are floats in [0, 1], (N, H, W, 1); `values` maps each of `fields` to the config's
+  value; the result must keep the shape (values outside [0, 1] are clipped after the last one).
+  """
+  def decorate(fn):
+    if name in AUGMENTATIONS or any(f in fields_of_all() for f in fields):
+      raise ValueError(f'augmentation {name!r} or one of its fields {list(fields)} is taken')
+    AUGMENTATIONS[name] = Augmentation(name, dict(fields), fn, check)
+    return fn
+  return decorate
+
+
+def fields_of_all() -> dict[str, tuple[Any, str]]:
+  """Every config.augment field -> (default, help), over all registered augmentations."""
+  return {f: spec for a in AUGMENTATIONS.values() for f, spec in a.fields.items()}
+
+
 def is_enabled(cfg: Any) -> bool:
-  return bool(cfg.flip) or any(float(cfg.get(k, 0)) > 0 for k in KEYS[1:])
+  return any(a.enabled(cfg) for a in AUGMENTATIONS.values())
 
 
-def _affine_matrix(key: jax.Array, cfg: Any, size: int) -> tuple[jax.Array, jax.Array]:
+def augment(images: jax.Array, key: jax.Array, cfg: Any) -> jax.Array:
+  """Augments a float batch (N, H, W, 1) with values in [0, 1]; returns the same shape and range."""
+  if not is_enabled(cfg):
+    return images
+  keys = streams.augment_keys(key, tuple(AUGMENTATIONS))
+  for name, a in AUGMENTATIONS.items():
+    if a.enabled(cfg):
+      images = a.apply(images, keys[name], a.values(cfg))
+  # Bilinear warps may leave [0, 1] by a rounding; crop and erase stay inside it, so clipping
+  # once at the end equals clipping after the warp and flip.
+  return jnp.clip(images, 0.0, 1.0)
+
+
+def _non_negative(field, value):
+  return None if float(value) >= 0 else 'it must be 0 (off) or more'
+
+
+def _affine_matrix(key: jax.Array, cfg: dict[str, Any], size: int) -> tuple[jax.Array, jax.Array]:
   """(matrix, shift) mapping an output pixel's offset from the centre to the input it samples."""
   k_rot, k_shear, k_zoom, k_shift = jax.random.split(key, 4)
   uniform = lambda k, bound, shape=(): jax.random.uniform(k, shape, minval=-bound, maxval=bound)
-  theta = jnp.deg2rad(uniform(k_rot, float(cfg.rotation)))
-  shear = jnp.deg2rad(uniform(k_shear, float(cfg.shear)))
-  zoom = 1.0 + uniform(k_zoom, float(cfg.zoom), (2,))  # Keras: independent row and column zoom.
-  shift = uniform(k_shift, float(cfg.shift) * size, (2,))
+  theta = jnp.deg2rad(uniform(k_rot, float(cfg['rotation'])))
+  shear = jnp.deg2rad(uniform(k_shear, float(cfg['shear'])))
+  zoom = 1.0 + uniform(k_zoom, float(cfg['zoom']), (2,))  # Keras: independent row and column zoom.
+  shift = uniform(k_shift, float(cfg['shift']) * size, (2,))
   cos, sin = jnp.cos(theta), jnp.sin(theta)
   rotation = jnp.array([[cos, -sin], [sin, cos]])
   shearing = jnp.array([[1.0, -jnp.sin(shear)], [0.0, jnp.cos(shear)]])
@@ -42,7 +104,7 @@ def _affine_matrix(key: jax.Array, cfg: Any, size: int) -> tuple[jax.Array, jax.
   return matrix, shift
 
 
-def _warp(image: jax.Array, key: jax.Array, cfg: Any) -> jax.Array:
+def _warp_one(image: jax.Array, key: jax.Array, cfg: dict[str, Any]) -> jax.Array:
   size = image.shape[0]
   matrix, shift = _affine_matrix(key, cfg, size)
   centre = (size - 1) / 2.0
@@ -55,23 +117,36 @@ def _warp(image: jax.Array, key: jax.Array, cfg: Any) -> jax.Array:
   return out.reshape(size, size, 1)
 
 
-def augment(images: jax.Array, key: jax.Array, cfg: Any) -> jax.Array:
-  """Augments a float batch (N, H, W, 1) with values in [0, 1]; returns the same shape and range."""
-  if not is_enabled(cfg):
-    return images
-  keys = streams.augment_keys(key)  # one each: turning one on leaves the others' streams as they were
-  if any(float(cfg[k]) > 0 for k in _WARP):
-    image_keys = jax.random.split(keys['warp'], images.shape[0])
-    images = jax.vmap(lambda im, k: _warp(im, k, cfg))(images, image_keys)
-  if cfg.flip:
-    flip = jax.random.bernoulli(keys['flip'], 0.5, (images.shape[0], 1, 1, 1))
-    images = jnp.where(flip, images[:, :, ::-1, :], images)
-  images = jnp.clip(images, 0.0, 1.0)
-  if int(cfg.get('crop', 0)) > 0:
-    images = random_crop(images, keys['crop'], int(cfg.crop))
-  if float(cfg.get('erase', 0)) > 0:
-    images = random_erase(images, keys['erase'], float(cfg.erase))
-  return images
+@register('warp', fields={
+    'shift': (0.0, 'max shift as a fraction of the side (Keras width/height_shift_range)'),
+    'rotation': (0.0, 'max rotation in degrees'),
+    'zoom': (0.0, 'zoom in [1 - zoom, 1 + zoom], rows and columns independently'),
+    'shear': (0.0, 'max shear in degrees')}, check=_non_negative)
+def warp(images: jax.Array, key: jax.Array, cfg: dict[str, Any]) -> jax.Array:
+  """One random affine warp per image."""
+  image_keys = jax.random.split(key, images.shape[0])
+  return jax.vmap(lambda im, k: _warp_one(im, k, cfg))(images, image_keys)
+
+
+@register('flip', fields={'flip': (False, 'random horizontal flip')},
+          check=lambda field, value: None if isinstance(value, bool) else 'it is True or False')
+def flip(images: jax.Array, key: jax.Array, cfg: dict[str, Any]) -> jax.Array:
+  del cfg
+  flipped = jax.random.bernoulli(key, 0.5, (images.shape[0], 1, 1, 1))
+  return jnp.where(flipped, images[:, :, ::-1, :], images)
+
+
+@register('crop', fields={'crop': (0, 'pad by this many pixels and crop back at a random offset')},
+          check=lambda field, value: None if isinstance(value, int) and value >= 0 else
+          'it is a padding in pixels: an integer, 0 or more')
+def crop(images: jax.Array, key: jax.Array, cfg: dict[str, Any]) -> jax.Array:
+  return random_crop(images, key, int(cfg['crop']))
+
+
+@register('erase', fields={'erase': (0.0, 'random erasing: the probability per image')},
+          check=lambda field, value: None if 0 <= value <= 1 else 'it is a probability, in [0, 1]')
+def erase(images: jax.Array, key: jax.Array, cfg: dict[str, Any]) -> jax.Array:
+  return random_erase(images, key, float(cfg['erase']))
 
 
 def random_crop(images: jax.Array, key: jax.Array, pad: int) -> jax.Array:

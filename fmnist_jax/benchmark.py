@@ -25,6 +25,7 @@ from fmnist_jax import evaluate
 from fmnist_jax import models
 from fmnist_jax import parallel
 from fmnist_jax import reporting
+from fmnist_jax import seeds
 from fmnist_jax import state as state_lib
 from fmnist_jax import streams
 from fmnist_jax import train
@@ -71,16 +72,16 @@ def time_training(config, augment: dict, steps: int, warmup: int):
        rng.integers(0, 10, (n,)).astype(np.int32), np.arange(n, dtype=np.int32)), mesh)
   model = state_lib.create_model(config)
   state = parallel.replicate(state_lib.create_train_states(config, model, steps), mesh)
-  num_seeds = len(state_lib.seeds(config))
+  num_seeds = len(seeds.of(config))
   totals = parallel.replicate(state_lib.empty_totals(num_seeds), mesh)
   perm = jax.numpy.stack([perm] * num_seeds)
   key = jax.vmap(lambda s: streams.step_root(streams.seed_key(s)))(
-      jax.numpy.array(state_lib.seeds(config)))
+      jax.numpy.array(seeds.of(config)))
   compiled, compile_seconds = train.compile_train_step(config, model, state, totals, images,
                                                        labels, perm, key, mesh)
   step = compiled[k]  # k optimizer steps per dispatch
   bad = parallel.replicate(train.no_nonfinite_step(num_seeds), mesh)
-  parts = train.split_seeds((state, totals, bad, perm, key), train.seed_groups(num_seeds, mesh))
+  parts = seeds.split((state, totals, bad, perm, key), seeds.groups(num_seeds, mesh))
 
   def run(dispatches):  # as train._train_epoch does it
     nonlocal parts

@@ -16,16 +16,17 @@ import time
 from typing import Any
 
 import jax
-import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
 from fmnist_jax import config_check
 from fmnist_jax import console
+from fmnist_jax import defaults
 from fmnist_jax import errors
 from fmnist_jax import files
 from fmnist_jax import results
+from fmnist_jax import seeds
 from fmnist_jax import state as state_lib
 from fmnist_jax import workdir as workdir_lib
 
@@ -242,7 +243,7 @@ def load_best(workdir: str, seed_index: int = 0, newest_only: bool = False):
                                     'the training command once, which rewrites it.') from None
     console.warn(f'{e} Using the copy in checkpoint {copy[0]}.')
     saved = copy[1]
-  config = ml_collections.ConfigDict(saved)
+  config = defaults.complete(saved, older_code=True)
   model = state_lib.create_model(config)
   mngr, step, ckpt, meta = restore_latest(
       workdir, config.keep_checkpoints, state_lib.checkpoint_item(config, model, 1),
@@ -251,6 +252,6 @@ def load_best(workdir: str, seed_index: int = 0, newest_only: bool = False):
   if step is None:
     raise errors.WorkdirError(f'--workdir {workdir!r} holds no checkpoint yet: its run has not '
                               'finished an epoch. Train first (or wait for the first epoch).')
-  history = results.seed_history(meta['history'], seed_index)
-  return (config, model, state_lib.take_seed(ckpt['best'], seed_index), history,
+  history = seeds.history(meta['history'], seed_index)
+  return (config, model, seeds.take(ckpt['best'], seed_index), history,
           results.best_epoch(history))

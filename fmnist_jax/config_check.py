@@ -5,6 +5,7 @@ workdir's saved config differs from a new one (what may not change when resuming
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -12,8 +13,10 @@ import jax
 import ml_collections
 
 from fmnist_jax import augment
+from fmnist_jax import defaults
 from fmnist_jax import errors
 from fmnist_jax import input_pipeline
+from fmnist_jax import metrics
 from fmnist_jax import models
 from fmnist_jax import state
 
@@ -22,20 +25,18 @@ DTYPES = ('float32', 'bfloat16')  # bfloat16: mixed precision for accelerators (
 
 
 def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Fails on a bad field before any data is loaded or anything is compiled."""
-  def bad(field, value, allowed):
-    raise errors.ConfigError(f'config.{field}={value!r} is invalid; {allowed}.')
-  if config.model not in models.MODELS:
-    bad('model', config.model, f'choose one of {sorted(models.MODELS)}')
-  if config.optimizer not in state.OPTIMIZERS:
-    bad('optimizer', config.optimizer, f'choose one of {sorted(state.OPTIMIZERS)}')
-  if config.get('weight_decay_on', 'kernels') not in WEIGHT_DECAY_ON:
-    bad('weight_decay_on', config.weight_decay_on, f'choose one of {list(WEIGHT_DECAY_ON)}')
-  if config.schedule not in state.SCHEDULES:
-    bad('schedule', config.schedule, f'choose one of {sorted(state.SCHEDULES)}')
+  """Fails on a bad field before any data is loaded or anything is compiled.
+
+  `config` is complete (`defaults.complete`); names are checked against the registries themselves
+  (models.MODELS, augment.AUGMENTATIONS, metrics.EVAL_METRICS, state.OPTIMIZERS and SCHEDULES).
+  """
+  config = defaults.complete(config)
+  _check_registered(config, _bad)
+  if config.weight_decay_on not in WEIGHT_DECAY_ON:
+    _bad('weight_decay_on', config.weight_decay_on, f'choose one of {list(WEIGHT_DECAY_ON)}')
   for field in ('learning_rate', 'num_epochs', 'batch_size', 'eval_batch_size', 'keep_checkpoints'):
     if not config[field] > 0:
-      bad(field, config[field], 'it must be positive')
+      _bad(field, config[field], 'it must be positive')
   ranges = {}
   for field in ('train_split', 'validation_split', 'test_split'):
     if field == 'test_split' and not config.test_split:
@@ -43,57 +44,81 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     try:
       ranges[field] = input_pipeline.split_ranges(config[field])
     except ValueError as e:
-      bad(field, config[field], f'{e} Use tfds split syntax such as "train[:90%]" or '
+      _bad(field, config[field], f'{e} Use tfds split syntax such as "train[:90%]" or '
           '"train[54000:]"')
     wanted = 'test' if field == 'test_split' else 'train'
     if any(split != wanted for split, _, _ in ranges[field]):
-      bad(field, config[field], f"it must only take from '{wanted}'" + (
+      _bad(field, config[field], f"it must only take from '{wanted}'" + (
           ' (the test split is only for the final evaluation)' if wanted == 'train' else ''))
   overlap = [(a, b) for a in ranges['train_split'] for b in ranges['validation_split']
              if max(a[1], b[1]) < min(a[2], b[2])]
   if overlap:
     (_, a0, a1), (_, b0, b1) = overlap[0]
-    bad('validation_split', config.validation_split,
+    _bad('validation_split', config.validation_split,
         f'it overlaps config.train_split={config.train_split!r} (train images '
         f'{max(a0, b0)}..{min(a1, b1) - 1}); validation must be held out of training')
-  unknown = set(config.augment.keys()) - set(augment.KEYS)
-  if unknown:
-    bad('augment', sorted(unknown), f'known keys are {list(augment.KEYS)}')
   if config.batch_size % jax.device_count() or config.eval_batch_size % jax.device_count():
-    bad('batch_size/eval_batch_size', (config.batch_size, config.eval_batch_size),
+    _bad('batch_size/eval_batch_size', (config.batch_size, config.eval_batch_size),
         f'both must be divisible by the {jax.device_count()} devices the batch is split over')
   if config.dtype not in DTYPES:
-    bad('dtype', config.dtype, f'choose one of {list(DTYPES)}')
-  if not (isinstance(config.get('num_seeds', 1), int) and config.get('num_seeds', 1) >= 1):
-    bad('num_seeds', config.get('num_seeds'), 'it must be a positive integer')
-  if not 0 <= config.get('label_smoothing', 0.0) < 1:
-    bad('label_smoothing', config.label_smoothing, 'it must be in [0, 1)')
-  if not 0 <= config.get('ema_decay', 0.0) < 1:
-    bad('ema_decay', config.ema_decay, 'it must be in [0, 1) (0: off; e.g. 0.999)')
-  if not 0 <= config.augment.get('erase', 0.0) <= 1:
-    bad('augment.erase', config.augment.erase, 'it is a probability, in [0, 1]')
-  if not (isinstance(config.augment.get('crop', 0), int) and config.augment.get('crop', 0) >= 0):
-    bad('augment.crop', config.augment.crop, 'it is a padding in pixels: an integer, 0 or more')
-  k = config.get('steps_per_dispatch', 1)
+    _bad('dtype', config.dtype, f'choose one of {list(DTYPES)}')
+  if not (isinstance(config.num_seeds, int) and config.num_seeds >= 1):
+    _bad('num_seeds', config.num_seeds, 'it must be a positive integer')
+  if not 0 <= config.label_smoothing < 1:
+    _bad('label_smoothing', config.label_smoothing, 'it must be in [0, 1)')
+  if not 0 <= config.ema_decay < 1:
+    _bad('ema_decay', config.ema_decay, 'it must be in [0, 1) (0: off; e.g. 0.999)')
+  k = config.steps_per_dispatch
   if not (isinstance(k, int) and k >= 1):
-    bad('steps_per_dispatch', k, 'it must be a positive integer')
-  if config.get('data_source', 'auto') not in ('auto', 'tfds', 'archives'):
-    bad('data_source', config.data_source, "choose 'auto', 'tfds' or 'archives'")
-  if config.get('data_source') == 'tfds' and not input_pipeline.have_tensorflow():
-    bad('data_source', 'tfds', "TensorFlow is not installed; use 'auto' or 'archives' (the same "
+    _bad('steps_per_dispatch', k, 'it must be a positive integer')
+  if config.data_source not in ('auto', 'tfds', 'archives'):
+    _bad('data_source', config.data_source, "choose 'auto', 'tfds' or 'archives'")
+  if config.data_source == 'tfds' and not input_pipeline.have_tensorflow():
+    _bad('data_source', 'tfds', "TensorFlow is not installed; use 'auto' or 'archives' (the same "
         'images in the same order, read without TensorFlow)')
-  _check_data_dir(config.data_dir, bad)
+  _check_data_dir(config.data_dir, _bad)
   if config.progress_bar not in ('auto', 'on', 'off'):
-    bad('progress_bar', config.progress_bar, "choose 'auto', 'on' or 'off'")
+    _bad('progress_bar', config.progress_bar, "choose 'auto', 'on' or 'off'")
   if config.model == 'mobilenetv2_transfer':
     backbone = config.get('backbone')
     if backbone is None:
-      bad('backbone', None, 'mobilenetv2_transfer needs a config.backbone block with weights and '
+      _bad('backbone', None, 'mobilenetv2_transfer needs a config.backbone block with weights and '
           'unfreeze_blocks (see configs/reports/keras_mobilenetv2_90_31_transfer.py)')
     if not (isinstance(backbone.unfreeze_blocks, int)
             and 0 <= backbone.unfreeze_blocks <= models.MOBILENETV2_UNITS):
-      bad('backbone.unfreeze_blocks', backbone.unfreeze_blocks,
+      _bad('backbone.unfreeze_blocks', backbone.unfreeze_blocks,
           f'it must be an integer from 0 (frozen) to {models.MOBILENETV2_UNITS} (all trainable)')
+
+
+def _bad(field, value, allowed):
+  raise errors.ConfigError(f'config.{field}={value!r} is invalid; {allowed}.')
+
+
+def _check_registered(config, bad) -> None:
+  """Names and fields against the registries themselves: models, metrics, optimizers,
+  schedules, augmentations (each augmentation checks its own fields)."""
+  if config.model not in models.MODELS:
+    bad('model', config.model, f'choose one of {sorted(models.MODELS)}')
+  unknown = set(config.model_args) - set(models.settable_fields(config.model))
+  if unknown:
+    bad('model_args', sorted(unknown), f'{config.model} has the fields '
+        f'{sorted(models.settable_fields(config.model))}')
+  unknown = set(config.metrics) - set(metrics.EVAL_METRICS)
+  if isinstance(config.metrics, str) or unknown:
+    bad('metrics', config.metrics, f'give a tuple of names from {sorted(metrics.EVAL_METRICS)}')
+  if config.optimizer not in state.OPTIMIZERS:
+    bad('optimizer', config.optimizer, f'choose one of {sorted(state.OPTIMIZERS)}')
+  if config.schedule not in state.SCHEDULES:
+    bad('schedule', config.schedule, f'choose one of {sorted(state.SCHEDULES)}')
+  fields = augment.fields_of_all()
+  unknown = set(config.augment.keys()) - set(fields)
+  if unknown:
+    bad('augment', sorted(unknown), f'known keys are {list(fields)}')
+  for a in augment.AUGMENTATIONS.values():
+    for field, value in a.values(config.augment).items():
+      problem = a.check(field, value)
+      if problem:
+        bad(f'augment.{field}', value, problem)
 
 
 def _check_data_dir(data_dir: str, bad) -> None:
@@ -117,19 +142,20 @@ REQUIRED = ('model', 'seed', 'num_epochs', 'batch_size', 'learning_rate', 'optim
             'train_split', 'augment')
 # Fields that do not change what is computed; a workdir may be resumed with other values.
 NOT_COMPARED = ('progress_bar', 'report_every_steps', 'data_dir', 'archives_dir', 'data_source')
-# Fields added later: a saved config without one had this value.
-ADDED_FIELDS = {'steps_per_dispatch': 1, 'label_smoothing': 0.0, 'augment.crop': 0,
-                'augment.erase': 0.0, 'ema_decay': 0.0,
-                'weight_decay_on': 'all'}  # before results version 2 every parameter decayed
 NOT_COMPARED_PREFIXES = ('report.',)  # a report config's description of itself (title, seeds).
 
 
 def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
   """'field: old -> new' for every (dotted) field that differs, ignoring NOT_COMPARED (and
-  weight_decay_on where neither decays: it then changes nothing)."""
-  flat = lambda d: {k: v for k, v in flat_hparams(ml_collections.ConfigDict(d)).items()
+  weight_decay_on where neither decays: it then changes nothing).
+
+  `old` (saved by this or older code) is read over the defaults; a field it lacks had the value
+  older code ran with (defaults.OLDER_CODE) or today's default.
+  """
+  as_json = lambda c: ml_collections.ConfigDict(json.loads(c.to_json_best_effort()))  # () == []
+  flat = lambda c: {k: v for k, v in flat_hparams(as_json(c)).items()
                     if k not in NOT_COMPARED and not k.startswith(NOT_COMPARED_PREFIXES)}
-  old, new = {**ADDED_FIELDS, **flat(old)}, {**ADDED_FIELDS, **flat(new)}
+  old, new = flat(defaults.complete(old, older_code=True)), flat(defaults.complete(new))
   inert = {'weight_decay_on'} if not old.get('weight_decay') and not new.get('weight_decay') else set()
   return [f'{k}: {old.get(k, "(absent)")!r} -> {new.get(k, "(absent)")!r}'
           for k in sorted((set(old) | set(new)) - inert) if old.get(k) != new.get(k)]

@@ -23,9 +23,11 @@ class Evaluator:
   The padded batches keep one compiled shape for every batch and every split size.
   """
 
-  def __init__(self, model, images: np.ndarray, labels: np.ndarray, batch_size: int, mesh=None):
+  def __init__(self, model, images: np.ndarray, labels: np.ndarray, batch_size: int, mesh=None,
+               extra_metrics: tuple[str, ...] = ()):
     n = len(labels)
     self.model = model
+    self.extra_metrics, self.host_labels = tuple(extra_metrics), np.asarray(labels)
     self.num_examples = n
     self.batch_size = min(batch_size, n)
     self.num_batches = -(-n // self.batch_size)
@@ -43,7 +45,8 @@ class Evaluator:
     return self._logits(variables, self.images, np.int32(i))
 
   def run(self, variables: dict[str, Any]) -> tuple[dict[str, float], np.ndarray]:
-    """Mean loss and accuracy over the split, and the class probabilities (N, 10) in its order."""
+    """Mean loss and accuracy over the split (and the extra metrics, `metrics.EVAL_METRICS`), and
+    the class probabilities (N, 10) in its order."""
     total, probs = None, []
     for i in range(self.num_batches):
       sl = slice(i * self.batch_size, (i + 1) * self.batch_size)
@@ -52,7 +55,9 @@ class Evaluator:
       total = m if total is None else total.merge(m)
       probs.append(jax.nn.softmax(logits))
     probs = np.asarray(jnp.concatenate(probs))[:self.num_examples]
-    return {k: float(v) for k, v in total.compute().items()}, probs
+    out = {k: float(v) for k, v in total.compute().items()}
+    out.update(metrics.evaluate(self.extra_metrics, self.host_labels, probs))
+    return out, probs
 
   def __call__(self, variables: dict[str, Any]) -> dict[str, float]:
     return self.run(variables)[0]
@@ -70,10 +75,10 @@ def report_on_test(tester: Evaluator, variables, test: dict[str, np.ndarray], wo
   the predictions."""
   metrics_, probs = tester.run(variables)
   if jax.process_index() != 0:  # several hosts: process 0 writes the files.
-    return {'accuracy': float(np.mean(probs.argmax(1) == test['label'])), 'loss': metrics_['loss']}
+    return {**metrics_, 'accuracy': float(np.mean(probs.argmax(1) == test['label']))}
   report = reporting.write_all(workdir, test, probs, metrics_['loss'], history,
                                models.summary(tester.model), writer=writer, step=step)
-  return {'accuracy': report['accuracy'], 'loss': metrics_['loss']}
+  return {**metrics_, 'accuracy': report['accuracy']}
 
 
 def evaluate_workdir(workdir: str) -> dict[str, float]:
@@ -81,7 +86,8 @@ def evaluate_workdir(workdir: str) -> dict[str, float]:
   # The newest checkpoint only: the report files must be the run's best, as results.json says.
   config, model, variables, history, best = checkpoint.load_best(workdir, newest_only=True)
   test = input_pipeline.load(config, which=('test',))['test']
-  tester = Evaluator(model, test['image'], test['label'], config.eval_batch_size)
+  tester = Evaluator(model, test['image'], test['label'], config.eval_batch_size,
+                     extra_metrics=config.metrics)
   result = report_on_test(tester, variables, test, workdir, history)
   print(f'{config.model} (best checkpoint, epoch {best}): test accuracy {result["accuracy"]:.4f}, '
         f'test loss {result["loss"]:.4f}; report files written to {workdir}')

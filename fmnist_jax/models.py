@@ -1,4 +1,7 @@
-"""The architectures of the reports, as flax.linen modules.
+"""The architectures of the reports, as flax.linen modules, found by name in one registry.
+
+`@register('name')` on a module class makes it `config.model='name'`; its dataclass fields (widths,
+depth, dropout) are set from `config.model_args`, which `config_check` checks against the class.
 
 Every model maps uint8-free, already normalised images of shape (N, 28, 28, 1) to logits (N, 10).
 Parameters and BatchNorm statistics are explicit pytrees (`params`, `batch_stats`); `train=True`
@@ -6,6 +9,7 @@ turns on dropout (needs a 'dropout' rng) and BatchNorm statistics updates (mutab
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Any, Callable
 
@@ -16,6 +20,30 @@ import jax.numpy as jnp
 from fmnist_jax import ops
 
 NUM_CLASSES = ops.NUM_CLASSES
+
+MODELS: dict[str, Callable[..., nn.Module]] = {}  # config.model -> the class (with fixed fields)
+# Fields the run sets from other config fields (dtype, dropout_rate, backbone.unfreeze_blocks),
+# not from model_args.
+_RUN_FIELDS = ('dtype', 'dropout_rate', 'unfreeze_blocks', 'parent', 'name')
+
+
+def register(name: str, **fixed):
+  """Class decorator: `config.model=name` builds the class, with `fixed` fields (one class can be
+  registered under several names, e.g. with and without BatchNorm)."""
+  def decorate(cls):
+    if name in MODELS:
+      raise ValueError(f'model {name!r} is registered already')
+    MODELS[name] = functools.partial(cls, **fixed) if fixed else cls
+    return cls
+  return decorate
+
+
+def settable_fields(name: str) -> list[str]:
+  """The fields of model `name` that config.model_args may set."""
+  entry = MODELS[name]
+  cls, fixed = (entry.func, entry.keywords) if isinstance(entry, functools.partial) else (entry, {})
+  return [f.name for f in dataclasses.fields(cls) if f.init and f.name not in _RUN_FIELDS
+          and f.name not in fixed]
 
 
 class ConvReLUPool(nn.Module):
@@ -42,6 +70,7 @@ class ConvReLUPool(nn.Module):
     return nn.relu(ops.max_pool_2x2(y) + bias)
 
 
+@register('mlp')
 class MLP(nn.Module):
   """784 -> 256 -> 128 -> 10 with ReLU and dropout (the PyTorch ANN report)."""
   hidden: tuple[int, ...] = (256, 128)
@@ -58,21 +87,25 @@ class MLP(nn.Module):
     return nn.Dense(NUM_CLASSES, dtype=self.dtype)(x)
 
 
+@register('cnn')
 class CNN(nn.Module):
   """Conv32-pool-Conv64-pool-Dense128-Dropout-Dense10, 3x3 'VALID' convs as in Keras' default.
 
   The basic CNN of the Keras 89.29 % report.
   """
+  features: tuple[int, ...] = (32, 64)
+  hidden: tuple[int, ...] = (128,)
   dropout_rate: float = 0.5
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    for i, features in enumerate((32, 64)):
+    for i, features in enumerate(self.features):
       x = ConvReLUPool(features, dtype=self.dtype, name=f'Conv_{i}')(x)
-    return ops.classifier_head(x, (128,), self.dropout_rate, train, self.dtype)
+    return ops.classifier_head(x, self.hidden, self.dropout_rate, train, self.dtype)
 
 
+@register('bn_cnn')
 class BNCNN(nn.Module):
   """The enhanced BN-CNN of the Keras 89.29 % report (242,442 parameters with statistics).
 
@@ -80,6 +113,8 @@ class BNCNN(nn.Module):
   the ReLU (`Conv2D(activation='relu')` then `BatchNormalization()`), and so do we. Momentum 0.99
   and epsilon 1e-3 are Keras' defaults.
   """
+  features: tuple[int, ...] = (32, 64, 128)  # the last conv is not pooled
+  hidden: tuple[int, ...] = (128,)
   dropout_rate: float = 0.5
   dtype: Any = jnp.float32
 
@@ -87,14 +122,15 @@ class BNCNN(nn.Module):
   def __call__(self, x, train: bool = False):
     norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=0.99, epsilon=1e-3,
                                 dtype=self.dtype)
-    for i, features in enumerate((32, 64, 128)):
+    for i, features in enumerate(self.features):
       x = nn.Conv(features, (3, 3), padding='VALID', dtype=self.dtype)(x)
       x = norm()(nn.relu(x))
-      if i < 2:
+      if i < len(self.features) - 1:
         x = ops.max_pool_2x2(x)
-    return ops.classifier_head(x, (128,), self.dropout_rate, train, self.dtype)
+    return ops.classifier_head(x, self.hidden, self.dropout_rate, train, self.dtype)
 
 
+@register('small_cnn')
 class SmallCNN(nn.Module):
   """Conv32-pool-Conv64-pool-Conv64-Dense64-Dense10, 3x3 'VALID' convs, no dropout.
 
@@ -111,6 +147,8 @@ class SmallCNN(nn.Module):
     return ops.classifier_head(x, (64,), self.dropout_rate, train, self.dtype)
 
 
+@register('vgg_cnn')
+@register('vgg_bn_cnn', batch_norm=True)
 class VGGCNN(nn.Module):
   """(Conv64-Conv64)-pool-drop-(Conv128-Conv128)-pool-drop-Dense256-Dense256-Dropout-Dense10.
 
@@ -142,6 +180,7 @@ class VGGCNN(nn.Module):
     return ops.classifier_head(x, self.hidden, self.dropout_rate, train, self.dtype)
 
 
+@register('torch_cnn')
 class TorchCNN(nn.Module):
   """Conv32-Conv64 (3x3, padding 1)-pool-Dense128-Dropout0.25-Dense10: the PyTorch ANN-vs-CNN report.
 
@@ -179,6 +218,7 @@ class PreActBlock(nn.Module):
     return y + shortcut
 
 
+@register('preact_resnet')
 class PreActResNet(nn.Module):
   """A pre-activation ResNet sized for 28x28 inputs: configs/best.py's leaderboard-class model.
 
@@ -223,13 +263,6 @@ def mobilenetv2_unit(layer: str) -> int:
 
 
 MOBILENETV2_UNITS = 19
-
-
-
-
-
-
-
 
 
 class DepthwiseConv3x3(nn.Module):
@@ -289,6 +322,7 @@ class MobileNetV2(nn.Module):
     return nn.relu6(norm(name='Conv_1_bn')(x))
 
 
+@register('mobilenetv2_transfer')
 class MobileNetV2Transfer(nn.Module):
   """The transfer model of the Keras MobileNetV2 report: 3,733,992 parameters, 1,476,008 trainable.
 
@@ -319,10 +353,6 @@ class MobileNetV2Transfer(nn.Module):
     return ops.classifier_head(x, (128,), self.dropout_rate, train, self.dtype)
 
 
-MODELS: dict[str, Callable[..., nn.Module]] = {
-    'mlp': MLP, 'cnn': CNN, 'bn_cnn': BNCNN, 'small_cnn': SmallCNN, 'vgg_cnn': VGGCNN,
-    'vgg_bn_cnn': functools.partial(VGGCNN, batch_norm=True), 'torch_cnn': TorchCNN,
-    'mobilenetv2_transfer': MobileNetV2Transfer, 'preact_resnet': PreActResNet}
 
 
 def create_model(name: str, **kwargs) -> nn.Module:

@@ -15,6 +15,7 @@ from fmnist_jax import files
 from fmnist_jax import models
 from fmnist_jax import pretrained
 from fmnist_jax import provenance
+from fmnist_jax import seeds
 
 BEST_METRIC = 'validation_accuracy'  # which epoch's variables are evaluated on test
 # What a results.json must hold to be read as one (an edited or damaged one is rebuilt).
@@ -33,23 +34,15 @@ def epoch_entry(epoch, train_metrics, val_metrics, images, train_seconds, second
       'train_accuracy': [float(v) for v in train_metrics['accuracy']],
       'validation_loss': [m['loss'] for m in val_metrics],
       'validation_accuracy': [m['accuracy'] for m in val_metrics],
+      # config.metrics (metrics.EVAL_METRICS), in its order
+      **{f'validation_{k}': [m[k] for m in val_metrics] for k in val_metrics[0]
+         if k not in ('loss', 'accuracy')},
   }
   entry = {'epoch': epoch, **{k: float(np.mean(v)) for k, v in per_seed.items()},
            'train_images': images, 'train_seconds': train_seconds, 'seconds': seconds}
   if len(val_metrics) > 1:
     entry['per_seed'] = per_seed
   return entry
-
-
-def seed_history(history: list[dict[str, Any]], k: int) -> list[dict[str, Any]]:
-  """Seed k's own history (the form of a single-seed run) from a multi-seed one."""
-  out = []
-  for h in history:
-    h = dict(h)
-    for key, values in h.pop('per_seed', {}).items():
-      h[key] = values[k]
-    out.append(h)
-  return out
 
 
 # Each seed's figures in results.json, records and merged runs. test_*: the best-validation
@@ -60,9 +53,12 @@ SEED_KEYS = ('seed', 'best_epoch', 'test_accuracy', 'test_loss', 'final_test_acc
 
 
 def seed_results(history, test_metrics, seed, final_test_metrics=None) -> dict[str, Any]:
+  """SEED_KEYS, then each extra metric (config.metrics) on test, final weights and validation."""
   best = best_epoch(history)
   entry = history[best - 1]
   final = final_test_metrics or {'accuracy': None, 'loss': None}
+  extra = [k[len('validation_'):] for k in entry if k.startswith('validation_')
+           and k not in ('validation_loss', 'validation_accuracy')]
   return {
       'seed': seed,
       'best_epoch': best,
@@ -72,6 +68,9 @@ def seed_results(history, test_metrics, seed, final_test_metrics=None) -> dict[s
       'final_test_loss': final['loss'],
       'validation_accuracy': entry['validation_accuracy'],
       'validation_loss': entry['validation_loss'],
+      **{f'{prefix}{k}': figures.get(k) for k in extra
+         for prefix, figures in (('test_', test_metrics), ('final_test_', final),
+                                 ('validation_', {k: entry[f'validation_{k}']}))},
   }
 
 
@@ -100,23 +99,11 @@ def build(config, model, variables, weights: str | None, history, meta,
   if config.model == 'mobilenetv2_transfer':
     results['backbone'] = pretrained.describe(config.backbone.weights, weights)
   if len(per_seed) > 1:
-    results.update(seed_means(per_seed))
+    results.update(seeds.means(per_seed))
     results['seed'] = [r['seed'] for r in per_seed]
     results['best_epoch'] = [r['best_epoch'] for r in per_seed]
     results['per_seed'] = per_seed
   return results
-
-
-def seed_means(per_seed: list[dict[str, Any]]) -> dict[str, float]:
-  """Means over seeds of the final metrics, with the sample standard deviation (ddof=1) beside."""
-  out = {}
-  for key in ('test_accuracy', 'test_loss', 'final_test_accuracy', 'final_test_loss',
-              'validation_accuracy', 'validation_loss'):
-    # Test metrics are None when the test split was skipped, final ones absent in older records.
-    if per_seed[0].get(key) is not None:
-      values = np.array([r[key] for r in per_seed])
-      out[key], out[key + '_std'] = float(values.mean()), float(values.std(ddof=1))
-  return out
 
 
 def summary_line(results: dict[str, Any]) -> str:

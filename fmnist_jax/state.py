@@ -1,8 +1,7 @@
 """The training state of one or several seeds: model, optimizer, stacked states, checkpoint item.
 
-Seeds: `config.num_seeds=N` stacks the states of seeds `seed .. seed+N-1` along a leading axis, and
-the train step runs over it (train.seed_groups); seed s of such a run starts exactly as a run of
-seed s alone.
+Several seeds' states are stacked along a leading axis (`seeds.py`); seed s of such a run starts
+exactly as a run of seed s alone.
 """
 from __future__ import annotations
 
@@ -17,6 +16,7 @@ import optax
 from fmnist_jax import metrics
 from fmnist_jax import models
 from fmnist_jax import pretrained
+from fmnist_jax import seeds
 from fmnist_jax import streams
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}  # config.dtype -> compute dtype
@@ -53,8 +53,11 @@ class TrainState(train_state.TrainState):
 
 
 def create_model(config):
-  """The config's architecture (built once per run)."""
-  kwargs = {'dtype': DTYPES[config.dtype]}
+  """The config's architecture (built once per run): config.model with config.model_args."""
+  # Lists (from a saved config.json) as tuples: a module's fields must be hashable.
+  kwargs = {k: tuple(v) if isinstance(v, (list, tuple)) else v
+            for k, v in config.model_args.items()}
+  kwargs['dtype'] = DTYPES[config.dtype]
   if config.dropout_rate >= 0:
     kwargs['dropout_rate'] = config.dropout_rate
   if config.model == 'mobilenetv2_transfer':
@@ -108,7 +111,7 @@ def _optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
   schedule = SCHEDULES[config.schedule](config, lr, total, warmup)
   if warmup:
     schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), schedule], [warmup])
-  mask = None if config.get('weight_decay_on', 'kernels') == 'all' else decay_mask
+  mask = None if config.weight_decay_on == 'all' else decay_mask
   return OPTIMIZERS[config.optimizer](config, schedule, mask)
 
 
@@ -151,22 +154,17 @@ def create_train_state(config, model, steps_per_epoch: int, seed: int | None = N
                            ema_decay=config.ema_decay)
 
 
-def seeds(config) -> list[int]:
-  return [config.seed + k for k in range(config.get('num_seeds', 1))]
-
-
 def create_train_states(config, model, steps_per_epoch: int,
                         weights: str | None = None) -> TrainState:
   """The states of all seeds, stacked along a leading seed axis."""
   # One optimizer: the states' static parts match.
   tx = create_optimizer(config, steps_per_epoch, model)
-  states = [create_train_state(config, model, steps_per_epoch, s, tx, weights)
-            for s in seeds(config)]
-  return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *states)
+  return seeds.stack([create_train_state(config, model, steps_per_epoch, s, tx, weights)
+                      for s in seeds.of(config)])
 
 
 def empty_totals(num_seeds: int) -> metrics.Metrics:
-  return jax.tree_util.tree_map(lambda x: jnp.stack([x] * num_seeds), metrics.Metrics.empty())
+  return seeds.stack([metrics.Metrics.empty()] * num_seeds)
 
 
 def checkpoint_item(config, model, steps_per_epoch: int,
@@ -175,9 +173,4 @@ def checkpoint_item(config, model, steps_per_epoch: int,
   state = create_train_states(config, model, steps_per_epoch, weights)
   # A copy: the train step donates (frees) the state's buffers.
   return {'state': state, 'best': jax.tree_util.tree_map(jnp.copy, state.eval_variables),
-          'totals': empty_totals(len(seeds(config)))}
-
-
-def take_seed(tree, k: int):
-  """Seed k's slice of a stacked tree."""
-  return jax.tree_util.tree_map(lambda x: x[k], tree)
+          'totals': empty_totals(len(seeds.of(config)))}

@@ -6,7 +6,9 @@ affine warp and the crop one key, and step 24,301 = 0x5EED the shuffle's root). 
 either a *parent*, whose children are `fold_in(parent, i)` with `i` the index of the child's name in
 one tuple below (so no two children of a parent share an index), or a *leaf* that a sampler
 consumes; never both. Two streams are then equal only if their paths in the tree are, so adding a
-stream is adding a name to one of these tuples.
+stream is adding a name to one of these tuples. The augment key's children are the registered
+augmentations, in registration order (`augment.AUGMENTATIONS`: warp, flip, crop, erase, then any
+a user registers).
 
     key(seed) ─┬ init                      model initialisation (leaf)
                ├ shuffle ─ epoch           the epoch's permutation of the training set (leaf)
@@ -14,7 +16,8 @@ stream is adding a name to one of these tuples.
                                      └ augment ─┬ warp ─ image (split: one leaf per image)
                                                 ├ flip   (leaf)
                                                 ├ crop   (leaf)
-                                                └ erase ─ split into its 6 samplers' leaves
+                                                ├ erase ─ split into its 6 samplers' leaves
+                                                └ ...    one per registered augmentation
 """
 from __future__ import annotations
 
@@ -22,7 +25,6 @@ import jax
 
 SEED_STREAMS = ('init', 'shuffle', 'step')
 STEP_STREAMS = ('dropout', 'augment')
-AUGMENT_STREAMS = ('warp', 'flip', 'crop', 'erase')
 
 
 def child(parent: jax.Array, names: tuple[str, ...], name: str) -> jax.Array:
@@ -59,6 +61,7 @@ def step_keys(step_parent: jax.Array, step) -> dict[str, jax.Array]:
   return {name: child(parent, STEP_STREAMS, name) for name in STEP_STREAMS}
 
 
-def augment_keys(augment: jax.Array) -> dict[str, jax.Array]:
-  """One key per augmentation, whichever of them the config turns on."""
-  return {name: child(augment, AUGMENT_STREAMS, name) for name in AUGMENT_STREAMS}
+def augment_keys(augment: jax.Array, names: tuple[str, ...]) -> dict[str, jax.Array]:
+  """One key per registered augmentation (`names`, in registration order), whichever of them the
+  config turns on."""
+  return {name: child(augment, names, name) for name in names}

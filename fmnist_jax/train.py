@@ -1,20 +1,19 @@
-"""Training: the jitted train step and the epoch loop, with checkpoints, writers and test report.
+"""Training: the jitted train step, and one loop over the global step (`train_and_evaluate`).
+
+The loop, in the shape of flax's examples/imagenet, runs from the restored step to the last; what
+the run built once (model, data on the mesh, compiled step, evaluators, writer, checkpoint manager)
+and what it carries between steps (state, best weights, history) live on one `Run` object, whose
+named calls are the loop's steps: `train` (one dispatch of k steps), `end_epoch` (validate, keep
+the best weights, log, checkpoint), `save_and_exit` (a signal), `finish` (test, results.json).
 
 Reproducibility: the dropout and augmentation keys of a step are functions of the seed and the
-global step, and the shuffle of an epoch of the seed and the epoch (`streams`, where no two streams
-can coincide), so a run resumed from a checkpoint continues exactly as the uninterrupted run would
-have.
-
-Seeds: `config.num_seeds=N` trains seeds `seed, seed+1, ..., seed+N-1` together in one process,
-every array of the state with a leading seed axis: on accelerators one compiled step `jax.vmap`-ed
-over the axis, on a CPU one seed's compiled step called for each seed in turn (`seed_groups`).
-Each seed has its own initialisation, dropout, augmentation and shuffle streams, exactly those of a
-run with that seed alone, and keeps its own best-validation variables. With N=1 the axis has size 1.
+global step, and the shuffle of an epoch of the seed and the epoch (`streams`), so a run resumed
+from a checkpoint continues exactly as the uninterrupted run would have. Several seeds are trained
+together along a leading seed axis (`seeds`).
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import glob
 import json
@@ -37,6 +36,7 @@ import optax
 from fmnist_jax import augment
 from fmnist_jax import checkpoint
 from fmnist_jax import config_check
+from fmnist_jax import defaults
 from fmnist_jax import console
 from fmnist_jax import errors
 from fmnist_jax import evaluate
@@ -47,6 +47,7 @@ from fmnist_jax import models
 from fmnist_jax import parallel
 from fmnist_jax import provenance
 from fmnist_jax import results as results_lib
+from fmnist_jax import seeds
 from fmnist_jax import state as state_lib
 from fmnist_jax import streams
 from fmnist_jax import workdir as workdir_lib
@@ -107,23 +108,23 @@ def train_step(state: state_lib.TrainState, totals: metrics.Metrics, images, lab
 
 
 def compile_train_step(config, model, state, totals, images, labels, perm, rng, mesh):
-  """AOT-compiles the train step for one group of seeds (`seed_groups`) of state, totals, perm, rng.
+  """AOT-compiles the train step for one group of seeds (`seeds.groups`) of state, totals, perm, rng.
 
   Returns ({k: step}, seconds) for k in {1, config.steps_per_dispatch};
   step(state, totals, bad, images, labels, perm, i, rng) -> (state, totals, bad) runs the k
   optimizer steps on batches i .. i+k-1 in one program (a lax.scan when k > 1), for the seeds of
-  one group: call it on each part of `split_seeds`. `bad` (int32, one per seed, -1 while all is
+  one group: call it on each part of `seeds.split`. `bad` (int32, one per seed, -1 while all is
   well) records the first optimizer step whose loss was not finite, so a NaN is reported with its
   step without a sync per step. The images and labels are shared by all seeds.
   """
   t0 = time.perf_counter()
-  state, totals, perm, rng = split_seeds((state, totals, perm, rng),
-                                         seed_groups(len(rng), mesh))[0]
-  steps_per_dispatch = config.get('steps_per_dispatch', 1)
-  trainable = models.trainable_mask(model, state_lib.take_seed(state.params, 0))
+  state, totals, perm, rng = seeds.split((state, totals, perm, rng),
+                                         seeds.groups(len(rng), mesh))[0]
+  steps_per_dispatch = config.steps_per_dispatch
+  trainable = models.trainable_mask(model, seeds.take(state.params, 0))
   one = functools.partial(train_step, batch_size=config.batch_size, augment_cfg=config.augment,
                           mesh=mesh, trainable=trainable,
-                          label_smoothing=config.get('label_smoothing', 0.0))
+                          label_smoothing=config.label_smoothing)
 
   def step(state, totals, first_nonfinite_step, images, labels, perm, i, rng):
     new_state, new_totals = one(state, totals, images, labels, perm, i, rng)
@@ -150,36 +151,8 @@ def compile_train_step(config, model, state, totals, images, labels, perm, rng, 
   return compiled, time.perf_counter() - t0
 
 
-def seed_groups(num_seeds: int, mesh) -> list[slice]:
-  """The seeds each call of the compiled step trains: on one CPU device one a call, else all.
-
-  On a CPU a vmap makes the convolutions grouped convolutions, which XLA runs group by group (five
-  seeds took 8.4x one seed), and five seeds' steps one after another inside one program took 6.9x
-  one seed; five calls of one seed's program took 5.1x (cnn, batch 128, measured). Elsewhere the
-  vmap pays. Over several CPU devices one program for all seeds: calls queued back to back there
-  deadlocked in the gradients' all-reduce (seen with 4 simulated devices).
-  """
-  if jax.default_backend() == 'cpu' and mesh.devices.size == 1:
-    return [slice(k, k + 1) for k in range(num_seeds)]
-  return [slice(0, num_seeds)]
-
-
-def split_seeds(tree, groups: list[slice]) -> list:
-  """`tree`'s slices along the seed axis, one per group (`tree` itself when there is one group)."""
-  if len(groups) == 1:
-    return [tree]
-  return [jax.tree_util.tree_map(lambda x, g=g: x[g], tree) for g in groups]
-
-
-def join_seeds(parts: list):
-  """The inverse of `split_seeds`."""
-  if len(parts) == 1:
-    return parts[0]
-  return jax.tree_util.tree_map(lambda *xs: jnp.concatenate(xs), *parts)
-
-
 def step_seeds(step, parts: list, images, labels, i: int) -> list:
-  """One call of the compiled `step` (batches from i) for each part of `split_seeds` of
+  """One call of the compiled `step` (batches from i) for each part of `seeds.split` of
   (state, totals, bad, perm, rng); the parts after it."""
   return [(*step(s, t, b, images, labels, p, np.int32(i), r), p, r) for s, t, b, p, r in parts]
 
@@ -195,7 +168,7 @@ def _over_seeds(fn, num_seeds: int):
     return jax.vmap(fn, in_axes=(0, 0, 0, None, None, 0, None, 0))
 
   def looped(state, totals, bad, images, labels, perm, i, rng):
-    outs = [fn(*state_lib.take_seed((state, totals, bad), k), images, labels, perm[k], i, rng[k])
+    outs = [fn(*seeds.take((state, totals, bad), k), images, labels, perm[k], i, rng[k])
             for k in range(num_seeds)]
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
   return looped
@@ -212,7 +185,7 @@ def _permutations(keys, epoch, n, steps, batch_size):
 
 
 # ----------------------------------------------------------------------------------------------
-# The run: train_and_evaluate and the named pieces it calls, in the order they run.
+# The run: train_and_evaluate, its one loop over the global step, and the Run it steps.
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        allow_config_change: bool = False) -> dict[str, Any]:
@@ -221,6 +194,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   A workdir whose config.json differs from `config` is refused (the differing fields are listed)
   unless `allow_config_change`; so is a workdir another live process is training in.
   """
+  config = defaults.complete(config)  # every field present: the code reads config.x, nothing else
   config_check.validate_config(config)
   provenance.code()  # read now: the code this process runs, not what is on disk when it ends
   path = workdir_lib.check(workdir)
@@ -228,6 +202,22 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   with workdir_lib.lock(path) if jax.process_index() == 0 else contextlib.nullcontext():
     finished = _finished_run(config, workdir, allow_config_change)
     return finished if finished is not None else _train(config, workdir)
+
+
+def _train(config, workdir: str) -> dict[str, Any]:
+  """From the restored global step to the last: k steps a dispatch, an epoch's end when its steps
+  are done (also a resumed epoch whose steps were all done), a signal saves and exits."""
+  run = Run(config, workdir)
+  with _StopRequested() as stop:
+    step = run.first_step
+    while step < run.num_steps or run.epoch_done(step):
+      if run.epoch_done(step):
+        run.end_epoch()
+        continue
+      step = run.train(step)
+      if stop.signum is not None:
+        run.save_and_exit(step, stop.signum)
+  return run.finish()
 
 
 def _finished_run(config, workdir: str, allow_config_change: bool) -> dict[str, Any] | None:
@@ -287,68 +277,213 @@ def _saved_config(workdir: str) -> dict[str, Any] | None:
     return None
 
 
-@dataclasses.dataclass
-class _Loop:
-  """What every epoch uses: the device arrays, the compiled step, the writer and the checkpoints."""
-  config: ml_collections.ConfigDict
-  model: Any
-  mesh: Any
-  images: Any
-  labels: Any
-  validation: evaluate.Evaluator
-  rngs: Any
-  compiled_step: Any
-  steps_per_epoch: int
-  run_seeds: list[int]
-  writer: Any
-  mngr: Any
-  report_progress: Any
-  epoch_perm: Any
-  keep_best: Any
-  compile_seconds: float
+class Run:
+  """What a training built once, and what it carries from step to step.
+
+  Built once: the model, the data on the mesh, the evaluators, the compiled step, the writer and
+  the checkpoint manager. Carried: each seed's state (between dispatches split into the seed
+  groups' `parts`), its best-validation variables, the history and the checkpoint's meta.
+  """
+
+  def __init__(self, config, workdir: str):
+    self.config, self.workdir = config, workdir
+    self.weights = state_lib.backbone_weights(config)  # resolved (or downloaded) once per run
+    self.data = input_pipeline.load(config)
+    n_train = len(self.data['train']['label'])
+    if n_train < config.batch_size:
+      raise errors.ConfigError(f'config.train_split={config.train_split!r} holds {n_train} '
+                               f'images, fewer than config.batch_size={config.batch_size}.')
+    self.steps_per_epoch = n_train // config.batch_size
+    self.num_steps = config.num_epochs * self.steps_per_epoch
+    self.model = state_lib.create_model(config)
+    self.run_seeds = seeds.of(config)
+    # `best`: each seed's variables from its best validation epoch so far; `totals`: the training
+    # metrics of the epoch in progress (for a checkpoint taken in the middle of one).
+    self.mngr, ckpt, self.meta = _restore_or_init(config, self.model, workdir,
+                                                  self.steps_per_epoch, self.weights)
+    # Written once the checkpoint is known to fit it, so a refused resume leaves the workdir as
+    # it was; every checkpoint carries a copy (a damaged config.json is rebuilt from it).
+    self.meta['config'] = json.loads(config.to_json_best_effort())
+    results_lib.write_json(os.path.join(workdir, 'config.json'), self.meta['config'])
+    self.history = self.meta['history']
+    self.writer = writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+    if not self.history:
+      self.writer.write_hparams(config_check.flat_hparams(config))
+    _describe_model(config, self.model, ckpt['state'])
+    self._put_on_mesh(ckpt)
+    self.first_step = len(self.history) * self.steps_per_epoch + self.meta['epoch_steps_done']
+    self.best_accuracy = [max([h['validation_accuracy'] for h in seeds.history(self.history, k)],
+                              default=-1.0) for k in range(len(self.run_seeds))]
+    self.parts = self.bar = None  # set while an epoch is in progress
+
+  def _put_on_mesh(self, ckpt) -> None:
+    """Puts the state and data on the mesh, builds the evaluators and compiles the step."""
+    config = self.config
+    self.mesh = mesh = parallel.create_mesh()
+    self.state, self.best, self.partial_totals = parallel.replicate(
+        (ckpt['state'], ckpt['best'], ckpt['totals']), mesh)
+    train = self.data['train']
+    n_train, batch_size = len(train['label']), config.batch_size
+    self.images, self.labels = parallel.replicate((train['image'], train['label']), mesh)
+    self.validation = evaluate.Evaluator(self.model, self.data['validation']['image'],
+                                         self.data['validation']['label'],
+                                         config.eval_batch_size, mesh, config.metrics)
+    seed_keys = parallel.replicate(jax.vmap(streams.seed_key)(jnp.array(self.run_seeds)), mesh)
+    self.rngs = jax.vmap(streams.step_root)(seed_keys)
+    shuffle_rngs = jax.vmap(streams.shuffle_root)(seed_keys)
+    permutations = jax.jit(_permutations, static_argnums=(2, 3, 4),
+                           out_shardings=parallel.replicated(mesh))
+    self.epoch_perm = lambda epoch: permutations(shuffle_rngs, epoch, n_train,
+                                                 self.steps_per_epoch, batch_size)
+    self.compiled_step, self.meta['compile_seconds'] = compile_train_step(
+        config, self.model, self.state, self.new_totals(), self.images, self.labels,
+        self.epoch_perm(1), self.rngs, mesh)
+    logging.info('Compiled the train step in %.1f s.', self.meta['compile_seconds'])
+    self.keep_best = jax.jit(lambda improved, new, old: jax.tree_util.tree_map(
+        lambda n, o: jnp.where(improved.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old))
+    self.report_progress = periodic_actions.ReportProgress(
+        num_train_steps=self.num_steps, writer=self.writer,
+        every_steps=config.report_every_steps)
 
   def new_totals(self):
     return parallel.replicate(state_lib.empty_totals(len(self.run_seeds)), self.mesh)
 
+  def epoch_done(self, step: int) -> bool:
+    """Whether `step` ends an epoch that is not ended yet (validated, saved)."""
+    return step == (len(self.history) + 1) * self.steps_per_epoch
 
-def _train(config, workdir: str) -> dict[str, Any]:
-  weights = state_lib.backbone_weights(config)  # resolved (or downloaded) once per run
-  data = input_pipeline.load(config)
-  n_train = len(data['train']['label'])
-  if n_train < config.batch_size:
-    raise errors.ConfigError(f'config.train_split={config.train_split!r} holds {n_train} images, '
-                             f'fewer than config.batch_size={config.batch_size}.')
-  steps_per_epoch = n_train // config.batch_size
-  model = state_lib.create_model(config)  # built once per run
-  # `best` holds each seed's variables from its best validation epoch so far; `totals` the
-  # training metrics of the epoch in progress (for a checkpoint taken in the middle of one).
-  mngr, ckpt, meta = _restore_or_init(config, model, workdir, steps_per_epoch, weights)
-  # Written once the checkpoint is known to fit it, so a refused resume leaves the workdir as it
-  # was; every checkpoint carries a copy (a damaged config.json is rebuilt from it).
-  meta['config'] = json.loads(config.to_json_best_effort())
-  results_lib.write_json(os.path.join(workdir, 'config.json'), meta['config'])
-  history = meta['history']
-  writer = writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  if not history:
-    writer.write_hparams(config_check.flat_hparams(config))
-  _describe_model(config, model, ckpt['state'])
-  loop, state, best, partial_totals = _setup_loop(config, model, data, ckpt, steps_per_epoch,
-                                                  writer, mngr)
-  meta['compile_seconds'] = loop.compile_seconds
-  start_epoch = len(history)
-  best_accuracy = [max([h['validation_accuracy'] for h in results_lib.seed_history(history, k)],
-                       default=-1.0) for k in range(len(loop.run_seeds))]
-  with _StopRequested() as stop:
-    for epoch in range(start_epoch + 1, config.num_epochs + 1):
-      # A resumed mid-epoch checkpoint continues its epoch at the next step.
-      first = meta['epoch_steps_done'] if epoch == start_epoch + 1 else 0
-      epoch_start = time.perf_counter() - (meta['epoch_seconds_done'] if first else 0.0)
-      totals = partial_totals if first else loop.new_totals()
-      state, totals, first_nonfinite_step = _train_epoch(loop, state, best, totals, epoch, first,
-                                                         epoch_start, meta, stop)
-      best = _end_epoch(loop, state, best, totals, first_nonfinite_step, epoch, epoch_start,
-                        history, best_accuracy, meta)
-  return _test_and_write_results(loop, workdir, data, history, state, best, meta, weights)
+  def _begin_epoch(self, epoch: int, first: int) -> None:
+    """Splits the state into seed groups with the epoch's shuffle; a resumed epoch continues."""
+    totals = self.partial_totals if first else self.new_totals()
+    self.epoch_start = time.perf_counter() - (self.meta['epoch_seconds_done'] if first else 0.0)
+    bad = parallel.replicate(no_nonfinite_step(len(self.run_seeds)), self.mesh)
+    self.parts = seeds.split((self.state, totals, bad, self.epoch_perm(epoch), self.rngs),
+                             seeds.groups(len(self.run_seeds), self.mesh))
+    self.bar = _progress_bar(self.config, self.steps_per_epoch,
+                             f'epoch {epoch}/{self.config.num_epochs}')
+    if self.bar is not None:
+      self.bar.update(first)
+
+  def train(self, step: int) -> int:
+    """One dispatch from global step `step`: k steps (the epoch's tail one by one); the next step."""
+    epoch, i = step // self.steps_per_epoch + 1, step % self.steps_per_epoch
+    if self.parts is None:
+      self._begin_epoch(epoch, i)
+    k_max = max(self.compiled_step)
+    k = k_max if i + k_max <= self.steps_per_epoch else 1
+    self.parts = step_seeds(self.compiled_step[k], self.parts, self.images, self.labels, i)
+    for done in range(step + 1, step + k + 1):  # clu's periodic actions want every step, once
+      self.report_progress(done)
+    if self.bar is not None:
+      self.bar.update(k)
+    return step + k
+
+  def _join(self):
+    """(state, totals, first non-finite step) of all seeds from the groups' parts."""
+    return seeds.join([part[:3] for part in self.parts])
+
+  def save_and_exit(self, step: int, signum: int) -> None:
+    """A signal: saves a checkpoint in the middle of the epoch and exits; a rerun continues."""
+    epoch, i = (step - 1) // self.steps_per_epoch + 1, step - len(self.history) * self.steps_per_epoch
+    state, totals, _ = self._join()
+    self.meta.update(epoch_steps_done=i, epoch_seconds_done=time.perf_counter() - self.epoch_start)
+    saved_at = optimizer_step(state)
+    checkpoint.save(self.mngr, saved_at, {'state': state, 'best': self.best, 'totals': totals},
+                    self.meta)
+    print(f'\nStopped by signal {signum} at step {i} of epoch {epoch}; saved the checkpoint at '
+          f'step {saved_at}. Run the same command to continue.', flush=True)
+    self.writer.flush()
+    raise SystemExit(128 + signum)
+
+  def end_epoch(self) -> None:
+    """Checks the loss, validates, keeps each seed's best variables, logs, saves a checkpoint."""
+    epoch = len(self.history) + 1
+    if self.parts is None:  # resumed from a checkpoint taken after the epoch's last step
+      self._begin_epoch(epoch, self.steps_per_epoch)
+    if self.bar is not None:
+      self.bar.close()
+    self.state, totals, first_nonfinite_step = self._join()
+    self.parts = self.bar = None
+    num_seeds = len(self.run_seeds)
+    per_seed_totals = [seeds.take(totals, k).compute() for k in range(num_seeds)]  # waits.
+    train_metrics = {key: np.array([float(m[key]) for m in per_seed_totals])
+                     for key in ('loss', 'accuracy')}
+    train_seconds = time.perf_counter() - self.epoch_start
+    self._stop_if_diverged(train_metrics['loss'], np.asarray(first_nonfinite_step), epoch)
+    with self.report_progress.timed('validation'):
+      val_metrics = [self.validation(seeds.take(self.state.eval_variables, k))
+                     for k in range(num_seeds)]
+    improved = np.array([m['accuracy'] > b for m, b in zip(val_metrics, self.best_accuracy)])
+    self.best_accuracy = [max(m['accuracy'], b) for m, b in zip(val_metrics, self.best_accuracy)]
+    self.best = self.keep_best(improved, self.state.eval_variables, self.best)
+    self._log_epoch(epoch, train_metrics, val_metrics, train_seconds)
+    self.meta.update(epoch_steps_done=0, epoch_seconds_done=0.0)
+    checkpoint.save(self.mngr, optimizer_step(self.state),
+                    {'state': self.state, 'best': self.best, 'totals': self.new_totals()},
+                    self.meta, metric=self.history[-1]['validation_accuracy'])
+
+  def _log_epoch(self, epoch: int, train_metrics, val_metrics, train_seconds: float) -> None:
+    """The epoch's history entry, TensorBoard scalars, log entry and the one terminal line."""
+    steps, num_seeds = self.steps_per_epoch, len(self.run_seeds)
+    self.history.append(results_lib.epoch_entry(epoch, train_metrics, val_metrics,
+                                                steps * self.config.batch_size, train_seconds,
+                                                time.perf_counter() - self.epoch_start))
+    h = self.history[-1]
+    self.writer.write_scalars(epoch * steps, {k: v for k, v in h.items()
+                                              if k not in ('train_images', 'per_seed')})
+    self.writer.write_scalars(epoch * steps, {'train_images_per_second': steps *
+                                              self.config.batch_size * num_seeds / train_seconds})
+    logging.info('epoch %d: %s', epoch, json.dumps(h))
+    print(f'epoch {epoch:3d}/{self.config.num_epochs}  train loss {h["train_loss"]:.4f} '
+          f'acc {h["train_accuracy"]:.4f}  val loss {h["validation_loss"]:.4f} '
+          f'acc {h["validation_accuracy"]:.4f}' + (' (seed means)' if num_seeds > 1 else '')
+          + f'  {h["seconds"]:.1f}s', flush=True)
+
+  def _stop_if_diverged(self, losses, first_nonfinite_step, epoch: int) -> None:
+    """A NaN or infinite loss stops the run loudly, naming the seed and the step."""
+    for k, loss in enumerate(losses):
+      if not math.isfinite(loss):
+        step = int(first_nonfinite_step[k])
+        in_epoch = step - (epoch - 1) * self.steps_per_epoch
+        raise errors.TrainingDivergedError(
+            f'The training loss of seed {self.run_seeds[k]} became {loss} at step {step} '
+            f'(step {in_epoch} of epoch {epoch}); the run stops here and the last checkpoint '
+            f'(after epoch {epoch - 1}) is kept. Lower config.learning_rate.')
+
+  def finish(self) -> dict[str, Any]:
+    """Each seed's best variables on the test split (its report files), its final variables on
+    the test split (the reports' protocol; selects nothing), then results.json."""
+    config, data, history = self.config, self.data, self.history
+    last_step = len(history) * self.steps_per_epoch
+    num_seeds = len(self.run_seeds)
+    per_seed = []
+    test = data.get('test')
+    tester = test and evaluate.Evaluator(self.model, test['image'], test['label'],
+                                         config.eval_batch_size, self.mesh, config.metrics)
+    for k, seed in enumerate(self.run_seeds):
+      own_history = seeds.history(history, k)
+      if 'test' not in data:  # test_split='' (e.g. sweep trials): the test split is never read.
+        per_seed.append(results_lib.seed_results(own_history, {'accuracy': None, 'loss': None},
+                                                 seed))
+        continue
+      # One seed: the report goes to the workdir; several: to workdir/seed_<s>/ each.
+      report_dir = self.workdir if num_seeds == 1 else os.path.join(self.workdir, f'seed_{seed}')
+      os.makedirs(report_dir, exist_ok=True)
+      test_metrics = evaluate.report_on_test(
+          tester, seeds.take(self.best, k), test, report_dir, own_history,
+          self.writer if num_seeds == 1 else None, last_step)
+      final_metrics = tester(seeds.take(self.state.eval_variables, k))
+      per_seed.append(results_lib.seed_results(own_history, test_metrics, seed, final_metrics))
+    results = results_lib.build(config, self.model, seeds.take(self.best, 0), self.weights,
+                                history, self.meta, per_seed)
+    if results['test_accuracy'] is not None:
+      self.writer.write_scalars(last_step, {'test_loss': results['test_loss'],
+                                            'test_accuracy': results['test_accuracy']})
+    self.writer.flush()
+    self.writer.close()
+    results_lib.write_json(os.path.join(self.workdir, 'results.json'), results)
+    print(results_lib.summary_line(results), flush=True)
+    return results
 
 
 def _restore_or_init(config, model, workdir: str, steps_per_epoch: int, weights: str | None):
@@ -392,8 +527,8 @@ def _changed_fields(config, workdir: str) -> str:
 
 
 def _describe_model(config, model, state) -> None:
-  one_seed = state_lib.take_seed(state.variables, 0)
-  run_seeds = state_lib.seeds(config)
+  one_seed = seeds.take(state.variables, 0)
+  run_seeds = seeds.of(config)
   logging.info('%s parameters:\n%s', config.model,
                parameter_overview.get_parameter_overview(one_seed))
   print(f'{config.model}: {models.count_params(one_seed):,} parameters '
@@ -401,161 +536,10 @@ def _describe_model(config, model, state) -> None:
         + (f', seeds {run_seeds} trained together' if len(run_seeds) > 1 else ''), flush=True)
 
 
-def _setup_loop(config, model, data, ckpt, steps_per_epoch: int, writer, mngr):
-  """Puts the state and data on the mesh and compiles the step; (loop, state, best, totals)."""
-  run_seeds = state_lib.seeds(config)
-  mesh = parallel.create_mesh()
-  state, best, partial_totals = parallel.replicate((ckpt['state'], ckpt['best'], ckpt['totals']),
-                                                   mesh)
-  train = data['train']
-  n_train, batch_size = len(train['label']), config.batch_size
-  images, labels = parallel.replicate((train['image'], train['label']), mesh)
-  validation = evaluate.Evaluator(model, data['validation']['image'],
-                                  data['validation']['label'], config.eval_batch_size, mesh)
-  seed_keys = parallel.replicate(jax.vmap(streams.seed_key)(jnp.array(run_seeds)), mesh)
-  rngs = jax.vmap(streams.step_root)(seed_keys)
-  shuffle_rngs = jax.vmap(streams.shuffle_root)(seed_keys)
-  permutations = jax.jit(_permutations, static_argnums=(2, 3, 4),
-                         out_shardings=parallel.replicated(mesh))
-  epoch_perm = lambda epoch: permutations(shuffle_rngs, epoch, n_train, steps_per_epoch,
-                                          batch_size)
-  new_totals = parallel.replicate(state_lib.empty_totals(len(run_seeds)), mesh)
-  compiled_step, compile_seconds = compile_train_step(
-      config, model, state, new_totals, images, labels, epoch_perm(1), rngs, mesh)
-  logging.info('Compiled the train step in %.1f s.', compile_seconds)
-  keep_best = jax.jit(lambda improved, new, old: jax.tree_util.tree_map(
-      lambda n, o: jnp.where(improved.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old))
-  report_progress = periodic_actions.ReportProgress(
-      num_train_steps=config.num_epochs * steps_per_epoch, writer=writer,
-      every_steps=config.report_every_steps)
-  loop = _Loop(config, model, mesh, images, labels, validation, rngs, compiled_step,
-               steps_per_epoch, run_seeds, writer, mngr, report_progress, epoch_perm, keep_best,
-               compile_seconds)
-  return loop, state, best, partial_totals
-
-
-def _train_epoch(loop: _Loop, state, best, totals, epoch: int, first: int, epoch_start: float,
-                 meta, stop):
-  """The optimizer steps of one epoch from step `first`; a signal saves mid-epoch and exits."""
-  first_nonfinite_step = parallel.replicate(no_nonfinite_step(len(loop.run_seeds)), loop.mesh)
-  parts = split_seeds((state, totals, first_nonfinite_step, loop.epoch_perm(epoch), loop.rngs),
-                      seed_groups(len(loop.run_seeds), loop.mesh))
-  bar = _progress_bar(loop.config, loop.steps_per_epoch,
-                      f'epoch {epoch}/{loop.config.num_epochs}')
-  if bar is not None:
-    bar.update(first)
-  k_max = max(loop.compiled_step)
-  i = first
-  while i < loop.steps_per_epoch:
-    k = k_max if i + k_max <= loop.steps_per_epoch else 1  # the epoch's tail one by one
-    parts = step_seeds(loop.compiled_step[k], parts, loop.images, loop.labels, i)
-    for done in range(i + 1, i + k + 1):  # clu's periodic actions want every step, once
-      loop.report_progress((epoch - 1) * loop.steps_per_epoch + done)
-    i += k
-    if bar is not None:
-      bar.update(k)
-    if stop.signum is not None:
-      state, totals, _ = join_seeds([part[:3] for part in parts])
-      meta.update(epoch_steps_done=i, epoch_seconds_done=time.perf_counter() - epoch_start)
-      step = optimizer_step(state)
-      checkpoint.save(loop.mngr, step, {'state': state, 'best': best, 'totals': totals}, meta)
-      print(f'\nStopped by signal {stop.signum} at step {i} of epoch {epoch}; saved the '
-            f'checkpoint at step {step}. Run the same command to continue.', flush=True)
-      loop.writer.flush()
-      raise SystemExit(128 + stop.signum)
-  if bar is not None:
-    bar.close()
-  return join_seeds([part[:3] for part in parts])
-
-
-def _end_epoch(loop: _Loop, state, best, totals, first_nonfinite_step, epoch: int,
-               epoch_start: float, history, best_accuracy, meta):
-  """Checks the loss, validates, keeps each seed's best variables, logs, saves a checkpoint."""
-  num_seeds = len(loop.run_seeds)
-  per_seed_totals = [state_lib.take_seed(totals, k).compute() for k in range(num_seeds)]  # waits.
-  train_metrics = {key: np.array([float(m[key]) for m in per_seed_totals])
-                   for key in ('loss', 'accuracy')}
-  train_seconds = time.perf_counter() - epoch_start
-  _stop_if_diverged(loop, train_metrics['loss'], np.asarray(first_nonfinite_step), epoch)
-  with loop.report_progress.timed('validation'):
-    val_metrics = [loop.validation(state_lib.take_seed(state.eval_variables, k))
-                   for k in range(num_seeds)]
-  improved = np.array([m['accuracy'] > b for m, b in zip(val_metrics, best_accuracy)])
-  best_accuracy[:] = [max(m['accuracy'], b) for m, b in zip(val_metrics, best_accuracy)]
-  best = loop.keep_best(improved, state.eval_variables, best)
-  steps = loop.steps_per_epoch
-  history.append(results_lib.epoch_entry(epoch, train_metrics, val_metrics,
-                                         steps * loop.config.batch_size, train_seconds,
-                                         time.perf_counter() - epoch_start))
-  h = history[-1]
-  loop.writer.write_scalars(epoch * steps, {k: v for k, v in h.items()
-                                            if k not in ('train_images', 'per_seed')})
-  loop.writer.write_scalars(epoch * steps, {'train_images_per_second': steps *
-                                            loop.config.batch_size * num_seeds / train_seconds})
-  logging.info('epoch %d: %s', epoch, json.dumps(h))
-  print(f'epoch {epoch:3d}/{loop.config.num_epochs}  train loss {h["train_loss"]:.4f} '
-        f'acc {h["train_accuracy"]:.4f}  val loss {h["validation_loss"]:.4f} '
-        f'acc {h["validation_accuracy"]:.4f}' + (' (seed means)' if num_seeds > 1 else '')
-        + f'  {h["seconds"]:.1f}s', flush=True)
-  meta.update(epoch_steps_done=0, epoch_seconds_done=0.0)
-  checkpoint.save(loop.mngr, optimizer_step(state), {'state': state, 'best': best,
-                                                     'totals': loop.new_totals()}, meta,
-                  metric=h['validation_accuracy'])
-  return best
-
-
 def optimizer_step(state) -> int:
   """The optimizer steps taken so far: a checkpoint's key, which only grows (also when a resumed
   run's batch size, and with it the steps per epoch, changed)."""
   return int(np.asarray(state.step).reshape(-1)[0])
-
-
-def _stop_if_diverged(loop: _Loop, losses, first_nonfinite_step, epoch: int) -> None:
-  """A NaN or infinite loss stops the run loudly, naming the seed and the step."""
-  for k, loss in enumerate(losses):
-    if not math.isfinite(loss):
-      step = int(first_nonfinite_step[k])
-      in_epoch = step - (epoch - 1) * loop.steps_per_epoch
-      raise errors.TrainingDivergedError(
-          f'The training loss of seed {loop.run_seeds[k]} became {loss} at step {step} '
-          f'(step {in_epoch} of epoch {epoch}); the run stops here and the last checkpoint '
-          f'(after epoch {epoch - 1}) is kept. Lower config.learning_rate.')
-
-
-def _test_and_write_results(loop: _Loop, workdir: str, data, history, state, best, meta,
-                            weights: str | None) -> dict[str, Any]:
-  """Each seed's best variables on the test split (its report files), its final variables on the
-  test split (the reports' protocol; selects nothing), then results.json."""
-  last_step = len(history) * loop.steps_per_epoch
-  num_seeds = len(loop.run_seeds)
-  per_seed = []
-  test = data.get('test')
-  tester = test and evaluate.Evaluator(loop.model, test['image'], test['label'],
-                                       loop.config.eval_batch_size, loop.mesh)
-  for k, seed in enumerate(loop.run_seeds):
-    own_history = results_lib.seed_history(history, k)
-    if 'test' not in data:  # test_split='' (e.g. sweep trials): the test split is never read.
-      per_seed.append(results_lib.seed_results(own_history, {'accuracy': None, 'loss': None},
-                                               seed))
-      continue
-    # One seed: the report goes to the workdir; several: to workdir/seed_<s>/ each.
-    report_dir = workdir if num_seeds == 1 else os.path.join(workdir, f'seed_{seed}')
-    os.makedirs(report_dir, exist_ok=True)
-    test_metrics = evaluate.report_on_test(
-        tester, state_lib.take_seed(best, k), test, report_dir, own_history,
-        loop.writer if num_seeds == 1 else None, last_step)
-    final_metrics = tester(state_lib.take_seed(state.eval_variables, k))
-    per_seed.append(results_lib.seed_results(own_history, test_metrics, seed, final_metrics))
-  results = results_lib.build(loop.config, loop.model, state_lib.take_seed(best, 0), weights, history,
-                              meta, per_seed)
-  if results['test_accuracy'] is not None:
-    loop.writer.write_scalars(last_step, {'test_loss': results['test_loss'],
-                                          'test_accuracy': results['test_accuracy']})
-  loop.writer.flush()
-  loop.writer.close()
-  results_lib.write_json(os.path.join(workdir, 'results.json'), results)
-  print(results_lib.summary_line(results), flush=True)
-  return results
 
 
 # ----------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from fmnist_jax import input_pipeline
 from fmnist_jax import models
 from fmnist_jax import ops
 from fmnist_jax import pretrained
+from fmnist_jax import seeds
 from fmnist_jax import state as state_lib
 from fmnist_jax import train
 
@@ -153,7 +154,7 @@ def test_training_keeps_the_frozen_backbone_and_records_the_weight_file(
   model = state_lib.create_model(config)
   mngr = checkpoint.manager(str(tmp_path), 3)
   item, _ = checkpoint.restore(mngr, mngr.latest_step(), state_lib.checkpoint_item(config, model, 1))
-  state = state_lib.take_seed(item['state'], 0)
+  state = seeds.take(item['state'], 0)
   fresh = models.init_variables(model, jax.random.key(config.seed))
   loaded, loaded_stats = pretrained.to_flax(pretrained.keras_layer_weights(keras_weight_file),
                                             fresh['params']['backbone'],

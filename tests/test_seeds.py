@@ -12,6 +12,7 @@ import pytest
 from fmnist_jax import checkpoint
 from fmnist_jax import config_check
 from fmnist_jax import parallel
+from fmnist_jax import seeds
 from fmnist_jax import train
 
 
@@ -78,12 +79,12 @@ def test_num_seeds_must_be_a_positive_integer():
 def test_split_seeds_then_join_seeds_gives_the_stacked_tree_back():
   tree = {'w': np.arange(12.0).reshape(3, 4), 'step': np.array([5, 6, 7])}
   groups = [slice(k, k + 1) for k in range(3)]
-  parts = train.split_seeds(tree, groups)
+  parts = seeds.split(tree, groups)
   assert [int(p['step'][0]) for p in parts] == [5, 6, 7]
   assert parts[1]['w'].shape == (1, 4)
-  joined = train.join_seeds(parts)
+  joined = seeds.join(parts)
   np.testing.assert_array_equal(joined['w'], tree['w'])
   np.testing.assert_array_equal(joined['step'], tree['step'])
-  assert train.split_seeds(tree, [slice(0, 3)]) == [tree]  # one group: no copies
+  assert seeds.split(tree, [slice(0, 3)]) == [tree]  # one group: no copies
   if jax.default_backend() == 'cpu':
-    assert train.seed_groups(3, parallel.create_mesh(jax.devices()[:1])) == groups
+    assert seeds.groups(3, parallel.create_mesh(jax.devices()[:1])) == groups

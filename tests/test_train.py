@@ -21,6 +21,7 @@ from fmnist_jax import input_pipeline
 from fmnist_jax import metrics
 from fmnist_jax import models
 from fmnist_jax import parallel
+from fmnist_jax import seeds
 from fmnist_jax import state as state_lib
 from fmnist_jax import train
 
@@ -93,7 +94,7 @@ def _final_params(workdir, config):
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
   ckpt, _ = checkpoint.restore(mngr, mngr.latest_step(),
                                state_lib.checkpoint_item(config, model, steps_per_epoch=1))
-  return state_lib.take_seed(ckpt['state'], 0)
+  return seeds.take(ckpt['state'], 0)
 
 
 def test_resume_continues_identically(small_config, tmp_path):
@@ -225,13 +226,13 @@ def test_k_steps_per_dispatch_equal_k_single_steps(num_seeds):
   compiled, _ = train.compile_train_step(config, model, *fresh()[:2], images, labels, perm, keys,
                                          mesh)
   assert sorted(compiled) == [1, 4]
-  groups = train.seed_groups(num_seeds, mesh)
+  groups = seeds.groups(num_seeds, mesh)
 
   def run(k, starts):
-    parts = train.split_seeds((*fresh(), perm, keys), groups)
+    parts = seeds.split((*fresh(), perm, keys), groups)
     for i in starts:
       parts = train.step_seeds(compiled[k], parts, images, labels, i)
-    return train.join_seeds([part[:3] for part in parts])
+    return seeds.join([part[:3] for part in parts])
 
   one, four = run(1, range(8)), run(4, (0, 4))
   assert int(four[0].step[0]) == int(one[0].step[0]) == 8
@@ -323,11 +324,11 @@ def test_ema_run_keeps_the_average_as_its_best_variables(tmp_path, monkeypatch):
   mngr = checkpoint.manager(str(tmp_path / 'a'), config.keep_checkpoints)
   ckpt, _ = checkpoint.restore(mngr, mngr.latest_step(),
                                state_lib.checkpoint_item(config, model, steps_per_epoch=8))
-  state = state_lib.take_seed(ckpt['state'], 0)
+  state = seeds.take(ckpt['state'], 0)
   live, average = (jax.tree_util.tree_leaves(state.params),
                    jax.tree_util.tree_leaves(state.ema['params']))
   assert any(not np.allclose(a, b) for a, b in zip(live, average))
-  for a, b in zip(jax.tree_util.tree_leaves(state_lib.take_seed(ckpt['best'], 0)['params']),
+  for a, b in zip(jax.tree_util.tree_leaves(seeds.take(ckpt['best'], 0)['params']),
                   average):
     np.testing.assert_array_equal(a, b)
 
