@@ -27,14 +27,13 @@ setup(
         'scikit-learn>=1.3',  # classification report and confusion matrix.
         'scipy>=1.11',  # t-intervals and Welch's t-test across seeds (experiments/).
         'tensorboard>=2.16',  # TensorBoard events (fmnist_jax/writers.py), with or without TF.
-        # Split strings, key hashing and registered checksums; without TensorFlow the archives are
-        # read with numpy in tfds' order (config.data_source), so TensorFlow is optional.
+        # Split strings, key hashing and registered checksums; the archives are read with numpy in
+        # tfds' order (config.data_source='archives', the default), so TensorFlow is optional.
         'tensorflow-datasets>=4.9.7,<5',
         'tqdm>=4.60',
     ],
     extras_require={
-        # tfds' prepared copy and clu's own TensorBoard writer (data_source='tfds'); the tests
-        # compare both paths, so they need it.
+        # tfds' prepared copy (data_source='tfds'); the tests compare both sources, so they need it.
         'tensorflow': _TENSORFLOW,
         'test': ['pytest>=8', 'h5py>=3.10', *_TENSORFLOW],  # h5py: Keras' legacy weight layout.
         # Only for `python -m fmnist_jax.benchmark --compare` (Keras 3 comes with TensorFlow).

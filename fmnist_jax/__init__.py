@@ -27,8 +27,9 @@ _set_xla_cpu_flags()
 
 
 def _without_tensorflow():
-  """Without TensorFlow, clu's TensorBoard writer is swapped for one on tensorboard's event files
-  (fmnist_jax/writers.py) before anything imports clu.metric_writers."""
+  """clu's TensorBoard writer is swapped for one on tensorboard's event files
+  (fmnist_jax/writers.py) before anything imports clu.metric_writers, which would import
+  TensorFlow."""
   from fmnist_jax import writers  # pylint: disable=g-import-not-at-top
   writers.register_tensorflow_free_summary_writer()
 

@@ -71,10 +71,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   k = config.steps_per_dispatch
   if not (isinstance(k, int) and k >= 1):
     _bad('steps_per_dispatch', k, 'it must be a positive integer')
-  if config.data_source not in ('auto', 'tfds', 'archives'):
-    _bad('data_source', config.data_source, "choose 'auto', 'tfds' or 'archives'")
+  if config.data_source not in ('archives', 'tfds', 'auto'):
+    _bad('data_source', config.data_source, "choose 'archives' or 'tfds'")
   if config.data_source == 'tfds' and not input_pipeline.have_tensorflow():
-    _bad('data_source', 'tfds', "TensorFlow is not installed; use 'auto' or 'archives' (the same "
+    _bad('data_source', 'tfds', "TensorFlow is not installed; use 'archives' (the same "
         'images in the same order, read without TensorFlow)')
   _check_data_dir(config.data_dir, _bad)
   if config.progress_bar not in ('auto', 'on', 'off'):

@@ -60,11 +60,12 @@ def _import_tensorflow():
   return tf
 
 
-def _import_tfds():
-  # Kept out of module import so `--help` and config errors stay fast. tfds itself imports without
-  # TensorFlow (its split parsing, hashing and registered checksums need none).
-  if have_tensorflow():
-    _import_tensorflow()  # first, to hide the GPU from it before tfds imports it lazily.
+def _import_tfds(with_tensorflow: bool = False):
+  """tfds; its split parsing, key hashing and registered checksums need no TensorFlow. Kept out of
+  module import so `--help` and config errors stay fast. `with_tensorflow` (preparing or reading
+  tfds' own copy) imports TensorFlow first, to hide the GPU from it before tfds uses it."""
+  if with_tensorflow:
+    _import_tensorflow()
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   return tfds
 
@@ -128,7 +129,7 @@ def _prepare_from_archives(builder, tfds, archives_dir: str) -> None:
 
 def prepare(data_dir: str, archives_dir: str = DEBIAN_ARCHIVES_DIR):
   """Returns a prepared tfds builder for fashion_mnist in `data_dir`, preparing it if needed."""
-  tfds = _import_tfds()
+  tfds = _import_tfds(with_tensorflow=True)
   data_dir = os.path.expanduser(data_dir)
   try:
     builder = tfds.builder(DATASET, data_dir=data_dir)
@@ -204,7 +205,7 @@ def load_split(builder, split: str, official_order: bool = False) -> dict[str, n
   it (the test set as published); otherwise they stay in tfds' order, which training relies on for
   reproducing earlier runs.
   """
-  tfds = _import_tfds()
+  tfds = _import_tfds(with_tensorflow=True)
   tf = _import_tensorflow()
   expected = builder.info.splits[split].num_examples
   try:
@@ -219,10 +220,7 @@ def load_split(builder, split: str, official_order: bool = False) -> dict[str, n
   out = {'image': np.asarray(data['image'], np.uint8),
          'label': np.asarray(data['label'], np.int32),
          'index': official_indices(builder, split)}
-  if official_order:
-    order = np.argsort(out['index'], kind='stable')
-    out = {k: v[order] for k, v in out.items()}
-  return out
+  return in_official_order(out) if official_order else out
 
 
 # Without TensorFlow: the four archives read with gzip and numpy, in tfds' order.
@@ -316,10 +314,13 @@ def load_split_from_archives(data_dir: str, archives_dir: str, split: str,
   out = {'image': np.concatenate([p[0] for p in parts]),
          'label': np.concatenate([p[1] for p in parts]),
          'index': np.concatenate([p[2] for p in parts])}
-  if official_order:
-    order = np.argsort(out['index'], kind='stable')
-    out = {k: v[order] for k, v in out.items()}
-  return out
+  return in_official_order(out) if official_order else out
+
+
+def in_official_order(split: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """A split's examples sorted by their index in the original archive (the test set as published)."""
+  order = np.argsort(split['index'], kind='stable')
+  return {k: v[order] for k, v in split.items()}
 
 
 def set_aside(version_dir: str, reason: str) -> None:
@@ -334,20 +335,23 @@ def load(config: Any, which: tuple[str, ...] = ('train', 'validation', 'test')
          ) -> dict[str, dict[str, np.ndarray]]:
   """Loads the config's train, validation and test splits (test in official order), whole.
 
+  One loader, two sources of the same images in the same order (`config.data_source`): the four
+  archives read with numpy (the default: no TensorFlow), or tfds' prepared copy read with
+  TensorFlow.
+
   A prepared copy that cannot be read whole (a truncated or altered file, missing examples) is moved
   aside to <version dir>.damaged-<time> and prepared again, once; never is a partial split used.
   """
   splits = {name: config[f'{name}_split'] for name in which if config[f'{name}_split']}
-  source = config.get('data_source', 'auto')
-  if source == 'archives' or (source == 'auto' and not have_tensorflow()):
-    return {name: load_split_from_archives(config.data_dir, config.archives_dir, split,
-                                           official_order=name == 'test')
-            for name, split in splits.items()}
+  read_all = lambda read: {name: in_official_order(read(split)) if name == 'test' else read(split)
+                           for name, split in splits.items()}
+  if config.data_source != 'tfds':  # 'archives', or 'auto' (its name in older configs)
+    return read_all(lambda split: load_split_from_archives(config.data_dir, config.archives_dir,
+                                                           split))
   for attempt in range(2):
     builder = prepare(config.data_dir, config.archives_dir)
     try:
-      return {name: load_split(builder, split, official_order=name == 'test')
-              for name, split in splits.items()}
+      return read_all(lambda split, builder=builder: load_split(builder, split))
     except DataDamagedError as e:
       if attempt:
         raise DataDamagedError(f'the prepared Fashion-MNIST in {builder.data_dir} is damaged ({e}) '

@@ -41,13 +41,14 @@ def main(argv):
                            '--config.num_epochs=5 (see --help).')
   logging.get_absl_handler().addFilter(_QuietOrbax())
   import jax  # pylint: disable=g-import-not-at-top
+  if not FLAGS.verbose and not FLAGS.multihost:  # before the backends start (and warn)
+    print(f'Log: {console.to_log(workdir_lib.check(FLAGS.workdir))}', flush=True)
   if FLAGS.multihost:
     jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     logging.info('Process %d of %d, %d devices in all.', jax.process_index(), jax.process_count(),
                  jax.device_count())
-  if not FLAGS.verbose and jax.process_index() == 0:  # process 0 alone writes to the workdir
-    path = workdir_lib.check(FLAGS.workdir)
-    print(f'Log: {console.to_log(path)}', flush=True)
+    if not FLAGS.verbose and jax.process_index() == 0:  # process 0 alone writes to the workdir
+      print(f'Log: {console.to_log(workdir_lib.check(FLAGS.workdir))}', flush=True)
   logging.info('Config:\n%s', FLAGS.config)
   # A person's mistakes (errors.UserError) end in one ERROR line through cli.run.
   train.train_and_evaluate(FLAGS.config, FLAGS.workdir, FLAGS.allow_config_change)

@@ -1,8 +1,23 @@
-"""Shared fixtures: the real Fashion-MNIST, prepared once per session in the default data_dir."""
+"""Shared fixtures: the real Fashion-MNIST, prepared once per session in the default data_dir.
+
+Compiled programs are cached on disk (JAX's persistent compilation cache), shared by the tests and
+the subprocesses they start (which inherit the environment): the suite compiles the same train and
+evaluation steps many times, and a cached one loads in milliseconds. The cache is keyed by the
+program, the XLA flags, the devices and the jax version, so it never changes a result.
+FMNIST_TEST_XLA_CACHE='' turns it off.
+"""
 import os
 import sys
+import tempfile
 
-import pytest
+_cache = os.environ.get('FMNIST_TEST_XLA_CACHE',
+                        os.path.join(tempfile.gettempdir(), 'fmnist_jax_tests_xla_cache'))
+if _cache:  # before anything imports jax, which reads these once
+  os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', _cache)
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+  os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES', '0')
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # so `configs` imports like it does for `python -m fmnist_jax.main`.

@@ -141,6 +141,11 @@ def test_cli_end_to_end_on_a_real_slice(data_dir, tmp_path):
          '--config.validation_split=train[58000:]', f'--config.data_dir={data_dir}']
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
+  # The quiet console: the log's path, the model line, one line per epoch and the summary; the
+  # config, absl's INFO and the libraries' warnings (TPU probing, TensorFlow) only in log.txt.
+  terminal = (out.stdout + out.stderr).splitlines()
+  assert len(terminal) <= 3 + 3 and terminal[0].startswith('Log: '), terminal
+  assert sum(line.startswith('epoch ') for line in terminal) == 3, terminal
   results = json.load(open(os.path.join(workdir, 'results.json')))
   config = json.load(open(os.path.join(workdir, 'config.json')))
   assert config['model'] == 'cnn' and config['num_epochs'] == 3
