@@ -1,22 +1,36 @@
 """Extending from outside the package: a model, an augmentation and a metric registered in a
-user's own module, named by a config file, trained through the command's own `main`.
+user's own module, named by a config file, trained through `python -m fmnist_jax.main` (in a
+process of its own whose data loader gives synthetic images).
 
 This is docs/extending.md's worked example. Each assertion fails if the run bypasses the registry
 it tests: the parameter count is the registered model's at the config's width, the augmentation is
 traced into the step (and moves the numbers), the metric lands in results.json.
 """
 import json
+import os
+import subprocess
+import sys
 import textwrap
 
-from absl import flags
 import pytest
 
 from configs import default
 from fmnist_jax import config_check
 from fmnist_jax import errors
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# `python -m fmnist_jax.main ARGS`, with tests/test_train.py's synthetic data in place of the
+# real data set, and the names the user's module registered printed at exit.
+RUNNER = """
+import atexit, runpy, sys
+sys.path[:0] = [sys.argv.pop(1), sys.argv.pop(1)]  # the repository, the user's folder
 from fmnist_jax import input_pipeline
-from fmnist_jax import main as main_lib
 from tests.test_train import _synthetic_data
+input_pipeline.load = _synthetic_data
+atexit.register(lambda: print('TRACED', sys.modules['my_extension'].TRACED))
+sys.argv[0] = 'fmnist_jax.main'
+runpy.run_module('fmnist_jax.main', run_name='__main__', alter_sys=True)
+"""
 
 EXTENSION = '''
 import flax.linen as nn
@@ -73,41 +87,38 @@ def get_config():
 
 
 @pytest.fixture
-def user_code(tmp_path, monkeypatch):
+def user_code(tmp_path):
   (tmp_path / 'my_extension.py').write_text(EXTENSION)
   for invert in (0.0, 1.0):
     (tmp_path / f'config_{invert:g}.py').write_text(textwrap.dedent(
         CONFIG.format(invert=invert, data_dir=str(tmp_path / 'unused'))))
-  monkeypatch.syspath_prepend(str(tmp_path))
-  monkeypatch.setattr(input_pipeline, 'load', _synthetic_data)
   return tmp_path
 
 
-def _main(config_path, workdir) -> dict:
-  """`python -m fmnist_jax.main --config ... --workdir ...`, in this process."""
-  flags.FLAGS(['main', f'--config={config_path}', f'--workdir={workdir}', '--verbose'])
-  try:
-    main_lib.main(['main'])
-  finally:
-    flags.FLAGS.unparse_flags()
+def _main(folder, config_path, workdir) -> tuple[dict, str]:
+  """results.json and the terminal's output of the command on the user's config."""
+  out = subprocess.run([sys.executable, '-c', RUNNER, ROOT, str(folder), '--config',
+                        str(config_path), '--workdir', str(workdir)], cwd=folder,
+                       capture_output=True, text=True, timeout=300)
+  assert out.returncode == 0, out.stderr[-3000:]
   with open(workdir / 'results.json') as f:
-    return json.load(f)
+    return json.load(f), out.stdout
 
 
 def test_a_users_model_augmentation_and_metric_train_through_main(user_code):
-  results = _main(user_code / 'config_1.py', user_code / 'run_inverted')
-  import my_extension  # pylint: disable=g-import-not-at-top,import-outside-toplevel
+  results, stdout = _main(user_code, user_code / 'config_1.py', user_code / 'run_inverted')
   # The model: the registered class at the config's width (784*12+12 + 12*10+10 parameters).
   assert results['model'] == 'tiny_net' and results['num_params'] == 784 * 12 + 12 + 12 * 10 + 10
   # The augmentation: traced into the train step with the config's value.
-  assert my_extension.TRACED and set(my_extension.TRACED) == {1.0}
+  assert 'TRACED [1.0' in stdout, stdout
   # The metric: on test (best and final weights), on validation each epoch, in results.json.
   assert results['test_error_rate'] == pytest.approx(1 - results['test_accuracy'], abs=1e-9)
   assert results['final_test_error_rate'] is not None
   assert 'validation_error_rate' in results['history'][0]
   assert results['validation_error_rate'] == pytest.approx(1 - results['validation_accuracy'])
   # Turning the augmentation off changes the training (it is not a no-op).
-  plain = _main(user_code / 'config_0.py', user_code / 'run_plain')
+  plain, stdout = _main(user_code, user_code / 'config_0.py', user_code / 'run_plain')
+  assert 'TRACED []' in stdout, stdout  # off: not traced at all
   assert plain['history'][0]['train_loss'] != results['history'][0]['train_loss']
 
 
