@@ -192,8 +192,7 @@ def main(argv):
     rows.append(benchmark_model(FLAGS.config, name))
     print(json.dumps(rows[-1]), flush=True)
   result = {'machine': reporting.machine(), 'rows': rows}
-  with files.atomic(FLAGS.output) as f:
-    json.dump(result, f, indent=2)
+  files.write_json(FLAGS.output, result)
   print(f'\n{json.dumps(result["machine"])}\n{format_table(rows)}\n\nwritten to {FLAGS.output}')
 
 

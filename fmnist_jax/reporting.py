@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 from typing import Any, Sequence
 
@@ -142,14 +141,13 @@ def write_all(workdir: str, test: dict[str, np.ndarray], probs: np.ndarray, loss
   pairs = most_confused_pairs(cm)
   accuracy = float(report['accuracy'])
   out = lambda name: os.path.join(workdir, name)
-  with files.atomic(out('classification_report.json')) as f:
-    json.dump({'accuracy': accuracy, 'loss': loss, 'report': report,
-               'most_confused_pairs': pairs}, f, indent=2)
+  files.write_json(out('classification_report.json'), {
+      'accuracy': accuracy, 'loss': loss, 'report': report, 'most_confused_pairs': pairs})
   with files.atomic(out('classification_report.md')) as f:
     f.write(_markdown(report, pairs, accuracy, loss, model_summary))
-  with files.atomic(out('confusion_matrix.json')) as f:
-    json.dump({'class_names': list(CLASS_NAMES), 'rows': 'true', 'columns': 'predicted',
-               'matrix': cm.tolist()}, f, indent=2)
+  files.write_json(out('confusion_matrix.json'), {
+      'class_names': list(CLASS_NAMES), 'rows': 'true', 'columns': 'predicted',
+      'matrix': cm.tolist()})
   write_predictions_csv(out('test_predictions.csv'), test['index'], labels, probs)
   plot_confusion_matrix(cm, out('confusion_matrix.png'))
   plot_curves(history, out('curves.png'))

@@ -140,8 +140,7 @@ def test_damaged_data_set_is_set_aside_and_prepared_again(builder, data_dir, tmp
   copy, version_dir = _copy_prepared(data_dir, tmp_path)
   _damage(next(version_dir.glob('*-test.tfrecord*')), 'truncated')
   config = default.get_config()
-  config.data_dir = copy
-  config.test_split = 'test'
+  config.update(data_dir=copy, test_split='test', data_source='tfds')  # tfds' prepared copy
   data = input_pipeline.load(config, which=('test',))
   assert len(data['test']['label']) == 10_000  # whole, never a partial split
   out = capsys.readouterr().out

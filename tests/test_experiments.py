@@ -140,11 +140,11 @@ def test_every_report_config_loads_with_its_reported_figure():
 def test_sweep_ranks_on_validation_and_reads_test_only_for_the_winner(data_dir, tmp_path,
                                                                      monkeypatch):
   reads = []
-  real = input_pipeline.load_split
-  def recording(builder, split, official_order=False):
+  real = input_pipeline.load_split_from_archives  # the default source
+  def recording(data_dir, archives_dir, split, official_order=False):
     reads.append(split)
-    return real(builder, split, official_order)
-  monkeypatch.setattr(input_pipeline, 'load_split', recording)
+    return real(data_dir, archives_dir, split, official_order)
+  monkeypatch.setattr(input_pipeline, 'load_split_from_archives', recording)
   rows = sweep.main(['--config', 'configs/mlp.py', '--grid', 'learning_rate=0.001,0.3',
                      '--set', *TINY, 'num_epochs=1', f'data_dir={data_dir}', 'test_split=test[:500]',
                      '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')])

@@ -425,22 +425,26 @@ def _kill_when(proc, ready, timeout=300):
 
 
 @pytest.mark.slow
-def test_kill_during_the_first_data_preparation_then_rerun(tmp_path, data_dir):
-  """A fresh data_dir: killed while tfds prepares it, the rerun prepares it whole."""
+@pytest.mark.parametrize('source,preparing', [
+    ('tfds', '*/*incomplete*'),  # tfds writes the split files into a temporary folder
+    ('archives', 'fashion_mnist_archives/*.tmp'),  # each archive copy under a name of its own
+])
+def test_kill_during_the_first_data_preparation_then_rerun(tmp_path, data_dir, source, preparing):
+  """A fresh data_dir: killed while it is being prepared, the rerun prepares it whole."""
   from fmnist_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   fresh = tmp_path / 'data'
   args = ['fmnist_jax.main', *MLP, '--config.num_epochs=1', '--workdir', str(tmp_path / 'w'),
-          f'--config.data_dir={fresh}']
+          f'--config.data_dir={fresh}', f'--config.data_source={source}']
   proc = subprocess.Popen([sys.executable, '-m', *args], cwd=ROOT, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE)
-  _kill_when(proc, lambda: glob.glob(str(fresh / '*' / '*incomplete*')))
+  _kill_when(proc, lambda: glob.glob(str(fresh / preparing)))
   out = subprocess.run([sys.executable, '-m', *args], cwd=ROOT, capture_output=True, text=True,
                        timeout=600)
   assert out.returncode == 0, out.stderr[-3000:]
   assert (tmp_path / 'w' / 'results.json').exists()
   config = default.get_config()
   config.update(data_dir=str(fresh), train_split='train', validation_split='test[:1]',
-                test_split='test')
+                test_split='test', data_source=source)
   data = input_pipeline.load(config, which=('train', 'test'))
   assert len(data['train']['label']) == 60_000 and len(data['test']['label']) == 10_000
 

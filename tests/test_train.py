@@ -157,14 +157,18 @@ def test_cli_end_to_end_on_a_real_slice(data_dir, tmp_path):
   assert results['test_accuracy'] >= 0.75  # 6,000 images, 3 epochs, the full 10,000 test images.
   events = glob.glob(os.path.join(workdir, 'events.out.tfevents.*'))
   assert events
-  import tensorflow as tf  # reads the TensorBoard event files as TensorBoard would.
-  tags = {(v.tag, v.metadata.plugin_data.plugin_name) for f in events
-          for e in tf.compat.v1.train.summary_iterator(f) for v in e.summary.value}
+  # Read back as TensorBoard reads them.
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  accumulator = event_accumulator.EventAccumulator(workdir)
+  accumulator.Reload()
+  tags = accumulator.Tags()
   for tag in ('train_loss', 'train_accuracy', 'validation_loss', 'validation_accuracy',
               'test_accuracy', 'test_loss', 'steps_per_sec'):
-    assert (tag, 'scalars') in tags, tag
+    assert tag in tags['scalars'], tag
+  assert [e.step for e in accumulator.Scalars('validation_accuracy')] == [
+      e * (6000 // 128) for e in (1, 2, 3)]
   for tag in ('confusion_matrix', 'curves', 'samples', 'misclassified'):
-    assert (tag, 'images') in tags, tag
+    assert tag in tags['images'], tag
   assert os.path.isdir(os.path.join(workdir, 'checkpoints', str(3 * (6000 // 128)), 'state'))
   report = json.load(open(os.path.join(workdir, 'classification_report.json')))
   with open(os.path.join(workdir, 'test_predictions.csv')) as f:
