@@ -179,3 +179,26 @@ def random_erase(images: jax.Array, key: jax.Array, probability: float) -> jax.A
             & (cols >= left[:, None, None]) & (cols < (left + ew)[:, None, None]))
   mask = (inside & on[:, None, None])[..., None]
   return jnp.where(mask, jax.random.uniform(k_noise, images.shape, images.dtype), images)
+
+
+# Test-time augmentation (config.tta): the views whose class probabilities are averaged
+# (evaluate.Evaluator); deterministic, and no view at all when off.
+TTA = {
+    '': ((False, 0),),
+    'flip': ((False, 0), (True, 0)),
+    # Both of those, and each shifted one pixel down-right and up-left (zeros fill in), as
+    # airbench's mirror-and-translate test-time augmentation.
+    'flip_translate': tuple((f, s) for f in (False, True) for s in (0, 1, -1)),
+}
+
+
+def tta_views(images, tta: str):
+  """The views of a batch (N, H, W, C) that test-time augmentation `tta` averages over."""
+  views = []
+  for flip, shift in TTA[tta]:
+    x = images[:, :, ::-1, :] if flip else images
+    if shift:
+      pad = ((0, 0), (1, 1), (1, 1), (0, 0))
+      x = jnp.pad(x, pad)[:, 1 - shift:x.shape[1] + 1 - shift, 1 - shift:x.shape[2] + 1 - shift, :]
+    views.append(x)
+  return views

@@ -32,6 +32,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """
   config = defaults.complete(config)
   _check_registered(config, _bad)
+  if config.tta not in augment.TTA:
+    _bad('tta', config.tta, f'choose one of {list(augment.TTA)}')
   if config.weight_decay_on not in WEIGHT_DECAY_ON:
     _bad('weight_decay_on', config.weight_decay_on, f'choose one of {list(WEIGHT_DECAY_ON)}')
   for field in ('learning_rate', 'num_epochs', 'batch_size', 'eval_batch_size', 'keep_checkpoints'):

@@ -51,11 +51,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.optimizer = 'adam'  # adam | adamw | sgd (with momentum)
   config.learning_rate = 1e-3
   config.momentum = 0.9  # sgd only.
+  config.nesterov = False  # sgd only: Nesterov momentum.
   config.weight_decay = 0.0  # adamw: decoupled; sgd: L2 added to the gradient (as PyTorch's SGD).
   # kernels: only dense and convolution kernels decay (flax's, big_vision's default); all: every
   # parameter, biases and BatchNorm scales included (as PyTorch's SGD(weight_decay=...)).
   config.weight_decay_on = 'kernels'
-  config.schedule = 'cosine'  # constant | cosine | step
+  config.schedule = 'cosine'  # constant | cosine | step | linear (state.SCHEDULES)
   config.warmup_epochs = 0.0
   config.label_smoothing = 0.0  # optax.smooth_labels on the one-hot targets of the training loss.
   # > 0: validation, the best-epoch choice and the test use an exponential moving average of the
@@ -71,6 +72,10 @@ def get_config() -> ml_collections.ConfigDict:
   # Extra metrics (names in metrics.EVAL_METRICS, e.g. 'macro_f1'), computed on validation every
   # epoch and on test, beside the loss and accuracy that are always there.
   config.metrics = ()
+  # Test-time augmentation for validation and test (evaluate.TTA): '' off, 'flip' (the image
+  # and its mirror), 'flip_translate' (both, and each shifted a pixel either way); the views'
+  # class probabilities are averaged.
+  config.tta = ''
 
   # Checkpoints and reporting.
   config.keep_checkpoints = 3  # the latest few; the best by validation accuracy is kept as well.

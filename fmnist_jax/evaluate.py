@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from fmnist_jax import augment
 from fmnist_jax import checkpoint
 from fmnist_jax import errors
 from fmnist_jax import input_pipeline
@@ -24,7 +25,7 @@ class Evaluator:
   """
 
   def __init__(self, model, images: np.ndarray, labels: np.ndarray, batch_size: int, mesh=None,
-               extra_metrics: tuple[str, ...] = ()):
+               extra_metrics: tuple[str, ...] = (), tta: str = ''):
     n = len(labels)
     self.model = model
     self.extra_metrics, self.host_labels = tuple(extra_metrics), np.asarray(labels)
@@ -38,7 +39,7 @@ class Evaluator:
     self.images, self.labels, self.mask = parallel.replicate(
         (images, labels, np.arange(n + pad) < n), self.mesh)
     # Replicated logits: every process (host) can read them.
-    self._logits = jax.jit(functools.partial(_logits, model, self.batch_size, self.mesh),
+    self._logits = jax.jit(functools.partial(_logits, model, self.batch_size, self.mesh, tta),
                            out_shardings=parallel.replicated(self.mesh))
 
   def logits(self, variables: dict[str, Any], i: int) -> jax.Array:
@@ -63,10 +64,17 @@ class Evaluator:
     return self.run(variables)[0]
 
 
-def _logits(model, batch_size, mesh, variables, images, i):
+def _logits(model, batch_size, mesh, tta, variables, images, i):
+  """A batch's logits; with test-time augmentation the log of its views' mean probabilities (so
+  the softmax, the accuracy and the loss are those of the averaged prediction)."""
   batch = jax.lax.dynamic_slice_in_dim(images, i * batch_size, batch_size)
   batch = parallel.shard_batch(batch, mesh)
-  return model.apply(variables, input_pipeline.normalize(batch), train=False).astype(jnp.float32)
+  apply = lambda x: model.apply(variables, input_pipeline.normalize(x), train=False).astype(
+      jnp.float32)
+  if not tta:
+    return apply(batch)
+  probs = jnp.mean(jnp.stack([jax.nn.softmax(apply(x)) for x in augment.tta_views(batch, tta)]), axis=0)
+  return jnp.log(probs)
 
 
 def report_on_test(tester: Evaluator, variables, test: dict[str, np.ndarray], workdir: str,
@@ -87,7 +95,7 @@ def evaluate_workdir(workdir: str) -> dict[str, float]:
   config, model, variables, history, best = checkpoint.load_best(workdir, newest_only=True)
   test = input_pipeline.load(config, which=('test',))['test']
   tester = Evaluator(model, test['image'], test['label'], config.eval_batch_size,
-                     extra_metrics=config.metrics)
+                     extra_metrics=config.metrics, tta=config.tta)
   result = report_on_test(tester, variables, test, workdir, history)
   print(f'{config.model} (best checkpoint, epoch {best}): test accuracy {result["accuracy"]:.4f}, '
         f'test loss {result["loss"]:.4f}; report files written to {workdir}')

@@ -244,6 +244,36 @@ class PreActResNet(nn.Module):
     return nn.Dense(NUM_CLASSES, dtype=self.dtype)(x)
 
 
+@register('speedrun_cnn')
+class SpeedrunCNN(nn.Module):
+  """configs/speedrun.py's network, after airbench's CIFAR-10 speedrun net, sized for a CPU.
+
+  Blocks of (conv 3x3 'SAME' -> 2x2 max-pool -> BatchNorm -> GELU, then `convs_per_block - 1`
+  more conv -> BatchNorm -> GELU) at `widths`, global max-pool, dropout, a bias-free Dense 10 whose
+  logits are multiplied by `output_scale` (airbench: 1/9). BatchNorm momentum `bn_momentum`
+  (airbench: 0.6, flax's convention: the old statistics' weight).
+  """
+  widths: tuple[int, ...] = (32, 64, 128)
+  convs_per_block: int = 2
+  bn_momentum: float = 0.6
+  output_scale: float = 1 / 9
+  dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    norm = lambda: nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
+                                epsilon=1e-5, dtype=self.dtype)
+    conv = lambda width: nn.Conv(width, (3, 3), padding='SAME', use_bias=False, dtype=self.dtype)
+    for width in self.widths:
+      x = nn.gelu(norm()(ops.max_pool_2x2(conv(width)(x))))
+      for _ in range(self.convs_per_block - 1):
+        x = nn.gelu(norm()(conv(width)(x)))
+    x = x.max(axis=(1, 2))
+    x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    return nn.Dense(NUM_CLASSES, use_bias=False, dtype=self.dtype)(x) * self.output_scale
+
+
 # (expansion, output channels, repeats, first stride) of MobileNetV2's inverted residual blocks.
 _MOBILENETV2_BLOCKS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1),
                        (6, 160, 3, 2), (6, 320, 1, 1))

@@ -85,11 +85,14 @@ SCHEDULES = {
         lr, max(total - warmup, 1)),
     'step': lambda config, lr, total, warmup: optax.piecewise_constant_schedule(
         lr, {int(b * total) - warmup: config.step_decay for b in config.step_boundaries}),
+    # Straight down to 0; after a warm-up, the triangle of fast schedules (airbench).
+    'linear': lambda config, lr, total, warmup: optax.linear_schedule(lr, 0.0,
+                                                                      max(total - warmup, 1)),
 }
 
 
 def _sgd(config, schedule, mask) -> optax.GradientTransformation:
-  sgd = optax.sgd(schedule, momentum=config.momentum)
+  sgd = optax.sgd(schedule, momentum=config.momentum, nesterov=config.nesterov)
   # L2 added to the gradient before momentum, as PyTorch's SGD(weight_decay=...) does.
   if not config.weight_decay:
     return sgd

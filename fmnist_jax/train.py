@@ -327,7 +327,8 @@ class Run:
     self.images, self.labels = parallel.replicate((train['image'], train['label']), mesh)
     self.validation = evaluate.Evaluator(self.model, self.data['validation']['image'],
                                          self.data['validation']['label'],
-                                         config.eval_batch_size, mesh, config.metrics)
+                                         config.eval_batch_size, mesh, config.metrics,
+                                         config.tta)
     seed_keys = parallel.replicate(jax.vmap(streams.seed_key)(jnp.array(self.run_seeds)), mesh)
     self.rngs = jax.vmap(streams.step_root)(seed_keys)
     shuffle_rngs = jax.vmap(streams.shuffle_root)(seed_keys)
@@ -459,7 +460,8 @@ class Run:
     per_seed = []
     test = data.get('test')
     tester = test and evaluate.Evaluator(self.model, test['image'], test['label'],
-                                         config.eval_batch_size, self.mesh, config.metrics)
+                                         config.eval_batch_size, self.mesh, config.metrics,
+                                         config.tta)
     for k, seed in enumerate(self.run_seeds):
       own_history = seeds.history(history, k)
       if 'test' not in data:  # test_split='' (e.g. sweep trials): the test split is never read.

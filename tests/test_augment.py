@@ -95,3 +95,44 @@ def test_random_erase_fills_one_rectangle_with_noise(images):
   untouched = augment.augment(images, jax.random.key(5), cfg(erase=0.5))
   per_image = [(np.asarray(u) != np.asarray(i)).any() for u, i in zip(untouched, images)]
   assert 0 < sum(per_image) < len(per_image)  # about half the images are erased
+
+
+# Test-time augmentation (config.tta): the views evaluate.Evaluator averages over.
+
+def test_tta_off_is_the_image_itself(images):
+  views = augment.tta_views(images, '')
+  assert len(views) == 1 and views[0] is images
+
+
+def test_tta_views_are_the_mirror_and_one_pixel_shifts():
+  x = jnp.arange(2 * 5 * 5).reshape(2, 5, 5, 1).astype(jnp.float32)
+  views = augment.tta_views(x, 'flip_translate')
+  assert len(views) == 6
+  np.testing.assert_array_equal(views[3], x[:, :, ::-1])
+  down_right = np.zeros_like(x)
+  down_right[:, 1:, 1:] = x[:, :-1, :-1]
+  np.testing.assert_array_equal(views[1], down_right)
+  up_left = np.zeros_like(x)
+  up_left[:, :-1, :-1] = x[:, 1:, 1:]
+  np.testing.assert_array_equal(views[2], up_left)
+
+
+@pytest.mark.parametrize('tta', ['flip', 'flip_translate'])
+def test_evaluator_averages_the_views_probabilities_deterministically(tta):
+  from fmnist_jax import evaluate, input_pipeline, models  # pylint: disable=g-import-not-at-top
+  model = models.create_model('mlp', hidden=(16,))
+  variables = models.init_variables(model, jax.random.key(0))
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 256, (40, 28, 28, 1), dtype=np.uint8)
+  labels = rng.integers(0, 10, (40,)).astype(np.int32)
+  plain = evaluate.Evaluator(model, images, labels, 16)
+  averaged = evaluate.Evaluator(model, images, labels, 16, tta=tta)
+  metrics_, probs = averaged.run(variables)
+  expected = np.mean([jax.nn.softmax(model.apply(variables, input_pipeline.normalize(v)))
+                      for v in augment.tta_views(jnp.asarray(images), tta)], axis=0)
+  np.testing.assert_allclose(probs, expected, rtol=1e-5, atol=1e-6)
+  assert metrics_['accuracy'] == pytest.approx(np.mean(expected.argmax(1) == labels))
+  assert metrics_['loss'] == pytest.approx(-np.mean(np.log(expected[np.arange(40), labels])),
+                                           rel=1e-5)
+  np.testing.assert_array_equal(probs, averaged.run(variables)[1])  # deterministic
+  assert not np.allclose(probs, plain.run(variables)[1])  # and not the plain prediction

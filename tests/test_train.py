@@ -70,8 +70,42 @@ def test_optimizers_and_schedules(optimizer, schedule):
     assert sizes[19] > 5 * sizes[25] and sizes[25] > 5 * sizes[-1]
 
 
+def test_linear_schedule_falls_to_zero_after_the_warmup():
+  config = default.get_config()
+  config.update(optimizer='sgd', momentum=0.0, schedule='linear', warmup_epochs=1.0,
+                num_epochs=4, learning_rate=0.1)
+  tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+  params = {'w': jnp.ones(())}
+  opt_state, sizes = tx.init(params), []
+  for _ in range(40):
+    updates, opt_state = tx.update({'w': jnp.ones(())}, opt_state, params)
+    sizes.append(-float(updates['w']))
+  np.testing.assert_allclose(sizes[:11], np.arange(11) / 10 * 0.1, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(sizes[10:], 0.1 * (1 - np.arange(30) / 30), rtol=1e-5, atol=1e-7)
+
+
+def test_nesterov_off_is_plain_momentum_and_on_differs():
+  config = default.get_config()
+  config.update(optimizer='sgd', schedule='constant', learning_rate=0.1, momentum=0.9)
+  grads = [{'w': jnp.array(g)} for g in (1.0, -0.5, 2.0)]
+  def updates(nesterov):
+    config.nesterov = nesterov
+    tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+    state, out = tx.init({'w': jnp.zeros(())}), []
+    for g in grads:
+      u, state = tx.update(g, state)
+      out.append(float(u['w']))
+    return out
+  velocity, plain = 0.0, []
+  for g in (1.0, -0.5, 2.0):  # v = 0.9 v + g; update = -lr v
+    velocity = 0.9 * velocity + g
+    plain.append(-0.1 * velocity)
+  np.testing.assert_allclose(updates(False), plain, rtol=1e-6)
+  assert not np.allclose(updates(True), plain)
+
+
 @pytest.mark.parametrize('field,value', [
-    ('model', 'resnet'), ('optimizer', 'rmsprop'), ('schedule', 'linear'),
+    ('model', 'resnet'), ('optimizer', 'rmsprop'), ('schedule', 'triangle'), ('tta', 'rotate'),
     ('learning_rate', 0.0), ('batch_size', -1), ('validation_split', 'test[:1000]'),
     ('dtype', 'float16'), ('num_epochs', 0), ('keep_checkpoints', 0), ('progress_bar', 'yes'),
     ('train_split', 'test')])

@@ -1,0 +1,27 @@
+"""The speedrun: the shortest training to a given test accuracy on a CPU (issue 28, in progress).
+
+speedrun_cnn (airbench's shape at CPU widths 32/64/128, GELU, BatchNorm momentum 0.6, output scale
+1/9), Nesterov SGD with a warm-up then a linear decay to 0 (the triangle), label smoothing 0.2,
+flips and 2-pixel crops, and test-time augmentation (mirror and 1-pixel shifts) on validation
+and test. Every choice is to be measured on validation only (docs/results.md).
+"""
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.model = 'speedrun_cnn'
+  config.num_epochs = 10
+  config.batch_size = 256
+  config.optimizer = 'sgd'
+  config.nesterov = True
+  config.momentum = 0.9
+  config.learning_rate = 0.2
+  config.weight_decay = 5e-4
+  config.schedule = 'linear'
+  config.warmup_epochs = 1.0
+  config.label_smoothing = 0.2
+  config.augment.flip = True
+  config.augment.crop = 2
+  config.tta = 'flip_translate'
+  return config
