@@ -90,11 +90,11 @@ def main(argv=None):
   winner = rows[0]
 
   # The only read of the test split: the winner's best variables.
-  _, model, variables, history, best_epoch = checkpoint.load_best(winner['workdir'])
+  config, model, variables, history, best_epoch = checkpoint.load_best(winner['workdir'])
   test = input_pipeline.load(base, which=('test',))['test']
   report_dir = os.path.join(args.output, 'winner_test')
   os.makedirs(report_dir, exist_ok=True)
-  tester = evaluate.Evaluator(model, test['image'], test['label'], base.eval_batch_size)
+  tester = evaluate.for_split(config, model, test)
   test_metrics = evaluate.report_on_test(tester, variables, test, report_dir, history)
   winner.update(test_accuracy=test_metrics['accuracy'], test_loss=test_metrics['loss'],
                 best_epoch=best_epoch)

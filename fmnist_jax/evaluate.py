@@ -64,6 +64,13 @@ class Evaluator:
     return self.run(variables)[0]
 
 
+def for_split(config, model, split: dict[str, np.ndarray], mesh=None) -> Evaluator:
+  """The evaluator of one split as the config asks: its batch size, extra metrics and
+  test-time augmentation (training's validation and test, `evaluate`, the sweep's winner)."""
+  return Evaluator(model, split['image'], split['label'], config.eval_batch_size, mesh,
+                   config.metrics, config.tta)
+
+
 def _logits(model, batch_size, mesh, tta, variables, images, i):
   """A batch's logits; with test-time augmentation the log of its views' mean probabilities (so
   the softmax, the accuracy and the loss are those of the averaged prediction)."""
@@ -94,8 +101,7 @@ def evaluate_workdir(workdir: str) -> dict[str, float]:
   # The newest checkpoint only: the report files must be the run's best, as results.json says.
   config, model, variables, history, best = checkpoint.load_best(workdir, newest_only=True)
   test = input_pipeline.load(config, which=('test',))['test']
-  tester = Evaluator(model, test['image'], test['label'], config.eval_batch_size,
-                     extra_metrics=config.metrics, tta=config.tta)
+  tester = for_split(config, model, test)
   result = report_on_test(tester, variables, test, workdir, history)
   print(f'{config.model} (best checkpoint, epoch {best}): test accuracy {result["accuracy"]:.4f}, '
         f'test loss {result["loss"]:.4f}; report files written to {workdir}')

@@ -325,10 +325,7 @@ class Run:
     train = self.data['train']
     n_train, batch_size = len(train['label']), config.batch_size
     self.images, self.labels = parallel.replicate((train['image'], train['label']), mesh)
-    self.validation = evaluate.Evaluator(self.model, self.data['validation']['image'],
-                                         self.data['validation']['label'],
-                                         config.eval_batch_size, mesh, config.metrics,
-                                         config.tta)
+    self.validation = evaluate.for_split(config, self.model, self.data['validation'], mesh)
     seed_keys = parallel.replicate(jax.vmap(streams.seed_key)(jnp.array(self.run_seeds)), mesh)
     self.rngs = jax.vmap(streams.step_root)(seed_keys)
     shuffle_rngs = jax.vmap(streams.shuffle_root)(seed_keys)
@@ -459,9 +456,7 @@ class Run:
     num_seeds = len(self.run_seeds)
     per_seed = []
     test = data.get('test')
-    tester = test and evaluate.Evaluator(self.model, test['image'], test['label'],
-                                         config.eval_batch_size, self.mesh, config.metrics,
-                                         config.tta)
+    tester = test and evaluate.for_split(config, self.model, test, self.mesh)
     for k, seed in enumerate(self.run_seeds):
       own_history = seeds.history(history, k)
       if 'test' not in data:  # test_split='' (e.g. sweep trials): the test split is never read.
