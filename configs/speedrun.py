@@ -11,7 +11,7 @@ from configs import default
 def get_config():
   config = default.get_config()
   config.model = 'speedrun_cnn'
-  config.num_epochs = 10
+  config.num_epochs = 20  # about 7.5 min of training at 2,470 images/s on the 2-core CPU
   config.batch_size = 256
   config.optimizer = 'sgd'
   config.nesterov = True

@@ -111,7 +111,7 @@ def test_mobilenetv2_row_without_imagenet_weights_says_not_pretrained(data_dir, 
                         'configs/reports/keras_mobilenetv2_90_31_transfer.py')
   common_args = ['--configs', config, '--num_seeds', '1', '--max_epochs', '1', '--set',
                  f'data_dir={data_dir}', 'progress_bar=off', 'train_split=train[:320]',
-                 'validation_split=train[59500:]', 'test_split=test[:500]',
+                 'validation_split=train[59900:]', 'test_split=test[:100]',
                  '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
   with pytest.raises(errors.UserError, match='config.backbone.weights'):
     reproduce_tables.main(common_args + ['--require_pretrained'])
