@@ -108,25 +108,31 @@ def table(rows: list[dict]) -> str:
 
 
 def plot(groups: dict[str, list[dict]], path: str) -> None:
+  """One panel per machine kind (CPU, GPU): mean validation accuracy against training minutes."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use('Agg')
   from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(10, 6))
-  for name, runs in groups.items():
-    epochs = min(len(r['history']) for r in runs)
-    minutes = np.mean([np.cumsum([h['train_seconds'] for h in r['history'][:epochs]]) / 60
-                       for r in runs], axis=0)
-    accuracy = np.mean([[h['validation_accuracy'] for h in r['history'][:epochs]] for r in runs],
-                       axis=0)
-    ax.plot(minutes, accuracy, marker='.', label=f'{name} ({len(runs)} seeds)')
-  for t in THRESHOLDS:
-    ax.axhline(t, color='grey', lw=0.5, ls=':')
-  ax.set(xscale='log', xlabel='training minutes (log scale; each run on its own machine)',
-         ylabel='validation accuracy (mean over seeds)', ylim=(0.85, 0.96),
-         title='Time to accuracy of the committed configs')
-  ax.legend(fontsize=7, loc='lower right')
+  machines = sorted({machine(runs[0]) for runs in groups.values()})
+  fig, axes = plt.subplots(len(machines), 1, figsize=(12, 5 * len(machines)), squeeze=False)
+  colors = plt.get_cmap('tab20').colors
+  for ax, kind in zip(axes[:, 0], machines):
+    names = [n for n, runs in groups.items() if machine(runs[0]) == kind]
+    for i, name in enumerate(names):
+      runs = groups[name]
+      epochs = min(len(r['history']) for r in runs)
+      minutes = np.mean([np.cumsum([h['train_seconds'] for h in r['history'][:epochs]]) / 60
+                         for r in runs], axis=0)
+      accuracy = np.mean([[h['validation_accuracy'] for h in r['history'][:epochs]]
+                          for r in runs], axis=0)
+      ax.plot(minutes, accuracy, marker='.', color=colors[i % len(colors)],
+              ls='-' if i < len(colors) else '--', label=f'{name} ({len(runs)} seeds)')
+    for t in THRESHOLDS:
+      ax.axhline(t, color='grey', lw=0.5, ls=':')
+    ax.set(xscale='log', xlabel='training minutes (log scale)', ylim=(0.85, 0.96),
+           ylabel='validation accuracy (mean over seeds)', title=f'Time to accuracy on {kind}')
+    ax.legend(fontsize=7, loc='upper left', bbox_to_anchor=(1.01, 1.0))
   with files.atomic(path, 'wb') as f:
-    fig.savefig(f, format='png', dpi=120, bbox_inches='tight')
+    fig.savefig(f, format='png', dpi=110, bbox_inches='tight')
   plt.close(fig)
 
 

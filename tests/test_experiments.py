@@ -17,6 +17,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import compare_architectures  # pylint: disable=g-import-not-at-top,wrong-import-position
 import reproduce_tables  # pylint: disable=g-import-not-at-top,wrong-import-position
 import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
+import time_to_accuracy  # pylint: disable=g-import-not-at-top,wrong-import-position
 import update_readme_table  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TINY = ['train_split=train[:1000]', 'validation_split=train[59000:]', 'progress_bar=off']
@@ -387,3 +388,30 @@ def test_a_run_dir_of_an_older_results_version_is_moved_aside_and_trained_again(
   common.run(config, str(old_dir))
   assert trained == [str(old_dir)] and not old_dir.exists()  # trained afresh by today's code
   assert json.load(open(tmp_path / 'old.results_v1' / 'results.json'))['test_accuracy'] == 0.88
+
+
+def _record(accuracies, seconds=60.0, test=0.9):
+  history = [{'epoch': i + 1, 'validation_accuracy': a, 'train_seconds': seconds}
+             for i, a in enumerate(accuracies)]
+  return {'config': {}, 'results': {'results_version': provenance.RESULTS_VERSION,
+                                    'backend': 'cpu', 'device_kinds': ['cpu'],
+                                    'epochs': len(history), 'test_accuracy': test,
+                                    'history': history}}
+
+
+def test_time_to_accuracy_reads_thresholds_on_validation_from_seed_records(tmp_path):
+  folder = tmp_path / 'compare_x' / 'seeds' / 'fast'
+  folder.mkdir(parents=True)
+  for seed, (accuracies, test) in enumerate([([0.89, 0.91, 0.925, 0.93], 0.92),
+                                             ([0.90, 0.92, 0.921, 0.94], 0.93)]):
+    (folder / f'seed_{seed}.json').write_text(json.dumps(_record(accuracies, test=test)))
+  (row,) = time_to_accuracy.main(['--records', str(tmp_path), '--output', str(tmp_path / 'o')])
+  assert row['config'] == 'compare_x/fast' and row['seeds'] == 2
+  # 0.90: epoch 2 and epoch 1 (1.5 epochs of 1 minute on average); 0.94: one seed of two.
+  assert row['reached']['0.90'] == {'seeds': 2, 'minutes': 1.5, 'epochs': 1.5}
+  assert row['reached']['0.94'] == {'seeds': 1, 'minutes': 4.0, 'epochs': 4.0}
+  assert row['reached']['0.95'] is None
+  assert row['test_accuracy']['mean'] == pytest.approx(0.925)
+  md = (tmp_path / 'o' / 'time_to_accuracy.md').read_text()
+  assert '4.0 min (4 ep), 1/2 seeds' in md and '| — |' in md
+  assert (tmp_path / 'o' / 'time_to_accuracy.png').read_bytes()[:4] == b'\x89PNG'
