@@ -390,7 +390,7 @@ def test_a_run_dir_of_an_older_results_version_is_moved_aside_and_trained_again(
   assert json.load(open(tmp_path / 'old.results_v1' / 'results.json'))['test_accuracy'] == 0.88
 
 
-def _record(accuracies, seconds=60.0, test=0.9):
+def _seed_record(accuracies, seconds=60.0, test=0.9):
   history = [{'epoch': i + 1, 'validation_accuracy': a, 'train_seconds': seconds}
              for i, a in enumerate(accuracies)]
   return {'config': {}, 'results': {'results_version': provenance.RESULTS_VERSION,
@@ -404,7 +404,7 @@ def test_time_to_accuracy_reads_thresholds_on_validation_from_seed_records(tmp_p
   folder.mkdir(parents=True)
   for seed, (accuracies, test) in enumerate([([0.89, 0.91, 0.925, 0.93], 0.92),
                                              ([0.90, 0.92, 0.921, 0.94], 0.93)]):
-    (folder / f'seed_{seed}.json').write_text(json.dumps(_record(accuracies, test=test)))
+    (folder / f'seed_{seed}.json').write_text(json.dumps(_seed_record(accuracies, test=test)))
   (row,) = time_to_accuracy.main(['--records', str(tmp_path), '--output', str(tmp_path / 'o')])
   assert row['config'] == 'compare_x/fast' and row['seeds'] == 2
   # 0.90: epoch 2 and epoch 1 (1.5 epochs of 1 minute on average); 0.94: one seed of two.
