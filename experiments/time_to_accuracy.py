@@ -1,7 +1,7 @@
 """Time to accuracy of every committed config: training seconds and epochs until validation
 accuracy first reaches 0.90, 0.92, 0.93, 0.94, 0.95, and the final test accuracy over seeds.
 
-    python experiments/time_to_accuracy.py      # experiments/results/time_to_accuracy/
+    python experiments/time_to_accuracy.py      # experiments/results/time_to_accuracy/, docs/results.md
 
 Reads every committed seed record (experiments/results/**/seeds/<config>/seed_<s>.json: the
 `config` and `results` of one seed's run, its history with each epoch's training seconds; also
@@ -136,10 +136,28 @@ def plot(groups: dict[str, list[dict]], path: str) -> None:
   plt.close(fig)
 
 
+DOCS = os.path.join(os.path.dirname(RESULTS), '..', 'docs', 'results.md')
+START, END = '<!-- time to accuracy: written by experiments/time_to_accuracy.py -->', \
+    '<!-- end of time to accuracy -->'
+
+
+def update_docs(path: str, text: str) -> None:
+  """Replaces the block between the two markers in `path` (docs/results.md) with the table."""
+  with open(path) as f:
+    doc = f.read()
+  if START not in doc or END not in doc:
+    raise SystemExit(f'ERROR: {path} lacks the markers {START!r} and {END!r}.')
+  before, rest = doc.split(START)
+  with files.atomic(path) as f:
+    f.write(f'{before}{START}\n{text}\n{END}{rest.split(END)[1]}')
+
+
 def main(argv=None) -> list[dict]:
   parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--records', default=RESULTS, help='folder searched for seeds/ records')
   parser.add_argument('--output', default=os.path.join(RESULTS, 'time_to_accuracy'))
+  parser.add_argument('--docs', default=DOCS, help="a page whose marked block gets the table "
+                      "('' for none)")
   args = parser.parse_args(argv)
   groups = seed_records(args.records)
   if not groups:
@@ -153,6 +171,8 @@ def main(argv=None) -> list[dict]:
   with files.atomic(os.path.join(args.output, 'time_to_accuracy.md')) as f:
     f.write(text + '\n')
   plot(groups, os.path.join(args.output, 'time_to_accuracy.png'))
+  if args.docs:
+    update_docs(args.docs, text)
   print(text)
   return rows
 

@@ -405,7 +405,8 @@ def test_time_to_accuracy_reads_thresholds_on_validation_from_seed_records(tmp_p
   for seed, (accuracies, test) in enumerate([([0.89, 0.91, 0.925, 0.93], 0.92),
                                              ([0.90, 0.92, 0.921, 0.94], 0.93)]):
     (folder / f'seed_{seed}.json').write_text(json.dumps(_seed_record(accuracies, test=test)))
-  (row,) = time_to_accuracy.main(['--records', str(tmp_path), '--output', str(tmp_path / 'o')])
+  (row,) = time_to_accuracy.main(['--records', str(tmp_path), '--output', str(tmp_path / 'o'),
+                                 '--docs', ''])
   assert row['config'] == 'compare_x/fast' and row['seeds'] == 2
   # 0.90: epoch 2 and epoch 1 (1.5 epochs of 1 minute on average); 0.94: one seed of two.
   assert row['reached']['0.90'] == {'seeds': 2, 'minutes': 1.5, 'epochs': 1.5}
