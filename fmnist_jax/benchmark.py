@@ -83,7 +83,7 @@ def time_training(config, augment: dict, steps: int, warmup: int):
   bad = parallel.replicate(train.no_nonfinite_step(num_seeds), mesh)
   parts = seeds.split((state, totals, bad, perm, key), seeds.groups(num_seeds, mesh))
 
-  def run(dispatches):  # as train._train_epoch does it
+  def run(dispatches):  # as train.Run.train does it
     nonlocal parts
     for d in range(dispatches):
       parts = train.step_seeds(step, parts, images, labels, d % 16 * k)

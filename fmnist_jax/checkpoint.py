@@ -244,6 +244,7 @@ def load_best(workdir: str, seed_index: int = 0, newest_only: bool = False):
     console.warn(f'{e} Using the copy in checkpoint {copy[0]}.')
     saved = copy[1]
   config = defaults.complete(saved, older_code=True)
+  defaults.import_extensions(config)  # a user's model or metric, registered by its module
   model = state_lib.create_model(config)
   mngr, step, ckpt, meta = restore_latest(
       workdir, config.keep_checkpoints, state_lib.checkpoint_item(config, model, 1),

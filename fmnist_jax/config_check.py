@@ -1,4 +1,5 @@
-"""Config checks that run before anything is loaded, downloaded or compiled (pure: they only look).
+"""Config checks that run before anything is loaded, downloaded or compiled (they only look, after
+importing the modules config.imports names).
 
 `validate_config` names the first bad field and what is allowed; `config_differences` says how a
 workdir's saved config differs from a new one (what may not change when resuming).
@@ -27,10 +28,12 @@ DTYPES = ('float32', 'bfloat16')  # bfloat16: mixed precision for accelerators (
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Fails on a bad field before any data is loaded or anything is compiled.
 
-  `config` is complete (`defaults.complete`); names are checked against the registries themselves
-  (models.MODELS, augment.AUGMENTATIONS, metrics.EVAL_METRICS, state.OPTIMIZERS and SCHEDULES).
+  Names are checked against the registries themselves (models.MODELS, augment.AUGMENTATIONS,
+  metrics.EVAL_METRICS, state.OPTIMIZERS and SCHEDULES), after the modules in config.imports are
+  imported (their registrations run then); nothing else is touched.
   """
   config = defaults.complete(config)
+  defaults.import_extensions(config)  # the user's registrations, before their names are checked
   _check_registered(config, _bad)
   if config.tta not in augment.TTA:
     _bad('tta', config.tta, f'choose one of {list(augment.TTA)}')

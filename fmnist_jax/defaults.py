@@ -19,6 +19,10 @@ OLDER_CODE = {'weight_decay_on': 'all'}
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.model = 'cnn'  # a name in models.MODELS (mlp, cnn, bn_cnn, ...; `register` adds one)
+  # Modules to import before the config is checked (your own registered models, augmentations,
+  # metrics, optimizers: docs/extending.md); saved with the config, so evaluate and predict
+  # import them too.
+  config.imports = ()
   # The architecture's own fields (e.g. hidden=(512, 256) for mlp, widths for preact_resnet), set
   # as config.model_args = ml_collections.ConfigDict({...}); unset ones keep the class defaults.
   config.model_args = ml_collections.ConfigDict()
@@ -82,6 +86,20 @@ def get_config() -> ml_collections.ConfigDict:
   config.progress_bar = 'auto'  # auto (when attached to a terminal) | on | off
   config.report_every_steps = 100  # steps/s and ETA through clu's ReportProgress.
   return config
+
+
+def import_extensions(config) -> None:
+  """Imports the modules named in config.imports (their registrations run); one ConfigError line
+  naming a module that cannot be imported."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  from fmnist_jax import errors  # pylint: disable=g-import-not-at-top
+  for name in config.imports:
+    try:
+      importlib.import_module(name)
+    except ImportError as e:
+      raise errors.ConfigError(
+          f'config.imports names {name!r}, which cannot be imported ({e}); put its folder on '
+          'PYTHONPATH (e.g. PYTHONPATH=. when it is in the current directory).') from None
 
 
 def complete(config: Any, older_code: bool = False) -> ml_collections.ConfigDict:

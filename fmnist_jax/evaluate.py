@@ -80,8 +80,9 @@ def _logits(model, batch_size, mesh, tta, variables, images, i):
       jnp.float32)
   if not tta:
     return apply(batch)
-  probs = jnp.mean(jnp.stack([jax.nn.softmax(apply(x)) for x in augment.tta_views(batch, tta)]), axis=0)
-  return jnp.log(probs)
+  views = augment.tta_views(batch, tta)
+  log_probs = jnp.stack([jax.nn.log_softmax(apply(x)) for x in views])
+  return jax.nn.logsumexp(log_probs, axis=0) - jnp.log(len(views))  # log of the mean, stably
 
 
 def report_on_test(tester: Evaluator, variables, test: dict[str, np.ndarray], workdir: str,

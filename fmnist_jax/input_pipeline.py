@@ -1,6 +1,9 @@
-"""Fashion-MNIST through tensorflow-datasets' own `fashion_mnist` builder, held whole in memory.
+"""Fashion-MNIST, held whole in memory: one loader (`load`) with two sources of the same images in
+the same order (config.data_source). `archives` (the default): the four original archives read
+with gzip and numpy and put in tfds' stored order (`archive_paths`, `load_split_from_archives`;
+no TensorFlow). `tfds`: tensorflow-datasets' own `fashion_mnist` builder, read with TensorFlow.
 
-Preparation order (once per `data_dir`):
+tfds' preparation order (once per `data_dir`):
 1. an already prepared builder is used as is (tfds writes into a temporary folder and renames it
    only when complete, so a half-prepared directory never counts as prepared);
 2. if the download host answers, tfds downloads and verifies the archives itself;

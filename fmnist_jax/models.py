@@ -38,12 +38,17 @@ def register(name: str, **fixed):
   return decorate
 
 
-def settable_fields(name: str) -> list[str]:
-  """The fields of model `name` that config.model_args may set."""
+def fields(name: str) -> list[str]:
+  """Every field model `name` can be built with (those its registration fixes left out)."""
   entry = MODELS[name]
   cls, fixed = (entry.func, entry.keywords) if isinstance(entry, functools.partial) else (entry, {})
-  return [f.name for f in dataclasses.fields(cls) if f.init and f.name not in _RUN_FIELDS
-          and f.name not in fixed]
+  return [f.name for f in dataclasses.fields(cls) if f.init and f.name not in fixed
+          and f.name not in ('parent', 'name')]
+
+
+def settable_fields(name: str) -> list[str]:
+  """The fields of model `name` that config.model_args may set."""
+  return [f for f in fields(name) if f not in _RUN_FIELDS]
 
 
 class ConvReLUPool(nn.Module):

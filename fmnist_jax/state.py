@@ -53,12 +53,15 @@ class TrainState(train_state.TrainState):
 
 
 def create_model(config):
-  """The config's architecture (built once per run): config.model with config.model_args."""
+  """The config's architecture (built once per run): config.model with config.model_args, and
+  config.dtype and config.dropout_rate (>= 0) where the class has those fields."""
   # Lists (from a saved config.json) as tuples: a module's fields must be hashable.
   kwargs = {k: tuple(v) if isinstance(v, (list, tuple)) else v
             for k, v in config.model_args.items()}
-  kwargs['dtype'] = DTYPES[config.dtype]
-  if config.dropout_rate >= 0:
+  fields = models.fields(config.model)
+  if 'dtype' in fields:
+    kwargs['dtype'] = DTYPES[config.dtype]
+  if config.dropout_rate >= 0 and 'dropout_rate' in fields:
     kwargs['dropout_rate'] = config.dropout_rate
   if config.model == 'mobilenetv2_transfer':
     kwargs['unfreeze_blocks'] = config.backbone.unfreeze_blocks

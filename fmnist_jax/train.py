@@ -311,6 +311,9 @@ class Run:
       self.writer.write_hparams(config_check.flat_hparams(config))
     _describe_model(config, self.model, ckpt['state'])
     self._put_on_mesh(ckpt)
+    # A mid-epoch checkpoint of a run whose steps per epoch have since shrunk (a batch size
+    # changed under --allow_config_change) ends that epoch at once.
+    self.meta['epoch_steps_done'] = min(self.meta['epoch_steps_done'], self.steps_per_epoch)
     self.first_step = len(self.history) * self.steps_per_epoch + self.meta['epoch_steps_done']
     self.best_accuracy = [max([h['validation_accuracy'] for h in seeds.history(self.history, k)],
                               default=-1.0) for k in range(len(self.run_seeds))]

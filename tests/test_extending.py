@@ -17,6 +17,7 @@ import pytest
 from configs import default
 from fmnist_jax import config_check
 from fmnist_jax import errors
+from fmnist_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # `python -m fmnist_jax.main ARGS`, with tests/test_train.py's synthetic data in place of the
@@ -70,12 +71,12 @@ def error_rate(labels, probs):
 '''
 
 CONFIG = '''
-import my_extension  # registers tiny_net, invert and error_rate
-from configs import default
+from fmnist_jax import defaults
 
 
 def get_config():
-  config = default.get_config()
+  config = defaults.get_config()
+  config.imports = ('my_extension',)  # registers tiny_net, invert and error_rate
   config.model = 'tiny_net'
   config.model_args.width = 12
   config.augment.invert = {invert}
@@ -105,6 +106,7 @@ def _main(folder, config_path, workdir) -> tuple[dict, str]:
     return json.load(f), out.stdout
 
 
+@pytest.mark.slow  # a process of its own
 def test_a_users_model_augmentation_and_metric_train_through_main(user_code):
   results, stdout = _main(user_code, user_code / 'config_1.py', user_code / 'run_inverted')
   # The model: the registered class at the config's width (784*12+12 + 12*10+10 parameters).
@@ -120,6 +122,14 @@ def test_a_users_model_augmentation_and_metric_train_through_main(user_code):
   plain, stdout = _main(user_code, user_code / 'config_0.py', user_code / 'run_plain')
   assert 'TRACED []' in stdout, stdout  # off: not traced at all
   assert plain['history'][0]['train_loss'] != results['history'][0]['train_loss']
+
+
+def test_an_import_that_fails_is_named_before_anything_runs(tmp_path):
+  config = default.get_config()
+  config.imports = ('no_such_extension_module',)
+  with pytest.raises(errors.ConfigError, match="config.imports names 'no_such_extension_module'"):
+    train.train_and_evaluate(config, str(tmp_path / 'w'))
+  assert not (tmp_path / 'w').exists()
 
 
 @pytest.mark.parametrize('field, value, message', [

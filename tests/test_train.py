@@ -506,3 +506,44 @@ def test_weight_decay_on_is_compared_only_where_a_config_decays():
   assert config_check.config_differences(old, new) == []
   old['weight_decay'] = new['weight_decay'] = 5e-4
   assert config_check.config_differences(old, new) == ["weight_decay_on: 'all' -> 'kernels'"]
+
+
+@pytest.fixture(scope='module')
+def dispatch_run(tmp_path_factory):
+  """An uninterrupted 2-epoch run on synthetic data: 8 steps an epoch, 3 a dispatch."""
+  tmp = tmp_path_factory.mktemp('dispatch')
+  config = default.get_config()
+  config.update(model='mlp', num_epochs=2, batch_size=64, progress_bar='off',
+                steps_per_dispatch=3, data_dir=str(tmp / 'unused'))
+  with pytest.MonkeyPatch.context() as patch:
+    patch.setattr(input_pipeline, 'load', _synthetic_data)
+    return config, train.train_and_evaluate(config, str(tmp / 'straight'))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('stop_after', [3, 8])
+def test_a_stop_at_any_step_resumes_to_the_uninterrupted_run(stop_after, dispatch_run, tmp_path,
+                                                              monkeypatch):
+  """One loop over the global step: a signal after step 3 (mid-epoch, after a 3-step dispatch)
+  or 8 (exactly an epoch's end, after the tail's single steps: the rerun ends that epoch first).
+  The rerun gives the uninterrupted run's numbers exactly."""
+  import signal  # pylint: disable=g-import-not-at-top
+  config, straight = dispatch_run
+  monkeypatch.setattr(input_pipeline, 'load', _synthetic_data)
+  real_train = train.Run.train
+  def train_then_signal(self, step):
+    step = real_train(self, step)
+    if step == stop_after:
+      os.kill(os.getpid(), signal.SIGINT)  # the loop's handler notes it; the loop saves, exits
+    return step
+  monkeypatch.setattr(train.Run, 'train', train_then_signal)
+  with pytest.raises(SystemExit) as e:
+    train.train_and_evaluate(config, str(tmp_path / 'stopped'))
+  assert e.value.code == 128 + signal.SIGINT
+  assert not (tmp_path / 'stopped' / 'results.json').exists()
+  monkeypatch.setattr(train.Run, 'train', real_train)
+  resumed = train.train_and_evaluate(config, str(tmp_path / 'stopped'))
+  strip = lambda h: [{k: v for k, v in e.items() if 'seconds' not in k} for e in h]
+  assert strip(resumed['history']) == strip(straight['history'])
+  for key in ('test_accuracy', 'test_loss', 'final_test_accuracy', 'best_epoch'):
+    assert resumed[key] == straight[key], key
