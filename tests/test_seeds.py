@@ -19,18 +19,18 @@ from fmnist_jax import train
 @pytest.mark.parametrize('model', ['mlp', 'cnn'])
 def test_seeds_together_match_standalone_runs(small_config, tmp_path, model):
   small_config.model = model
-  small_config.test_split = 'test[:5000]'  # one image is 0.0002 of accuracy.
+  small_config.test_split = 'test[:2000]'  # one image is 0.0005 of accuracy.
   small_config.augment.flip = True  # each seed's own augmentation stream too.
   small_config.augment.shift = 0.1
   small_config.seed = 3
-  small_config.num_seeds = 3
+  small_config.num_seeds = 2
   together = train.train_and_evaluate(small_config, str(tmp_path / 'together'))
-  assert together['seed'] == [3, 4, 5] and len(together['per_seed']) == 3
+  assert together['seed'] == [3, 4] and len(together['per_seed']) == 2
   accuracies = [r['test_accuracy'] for r in together['per_seed']]
   assert together['test_accuracy'] == pytest.approx(np.mean(accuracies))
   assert together['test_accuracy_std'] == pytest.approx(np.std(accuracies, ddof=1))
   assert len(set(accuracies)) > 1 or len({r['test_loss'] for r in together['per_seed']}) > 1
-  for k, seed in enumerate([3, 4, 5]):
+  for k, seed in enumerate([3, 4]):
     small_config.seed, small_config.num_seeds = seed, 1
     alone = train.train_and_evaluate(small_config, str(tmp_path / f'alone_{seed}'))
     mine = together['per_seed'][k]

@@ -508,38 +508,31 @@ def test_weight_decay_on_is_compared_only_where_a_config_decays():
   assert config_check.config_differences(old, new) == ["weight_decay_on: 'all' -> 'kernels'"]
 
 
-@pytest.fixture(scope='module')
-def dispatch_run(tmp_path_factory):
-  """An uninterrupted 2-epoch run on synthetic data: 8 steps an epoch, 3 a dispatch."""
-  tmp = tmp_path_factory.mktemp('dispatch')
+@pytest.mark.slow
+def test_stops_mid_epoch_and_at_an_epochs_end_resume_to_the_uninterrupted_run(tmp_path,
+                                                                               monkeypatch):
+  """One loop over the global step, 8 steps an epoch, 3 a dispatch (steps 3, 6, then the tail's
+  single steps 7 and 8): a signal after step 3 (mid-epoch, after a 3-step dispatch), then, resumed,
+  after step 8 (exactly an epoch's end, so the next run ends that epoch first), then resumed to
+  the end: the uninterrupted run's numbers exactly."""
+  import signal  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(input_pipeline, 'load', _synthetic_data)
   config = default.get_config()
   config.update(model='mlp', num_epochs=2, batch_size=64, progress_bar='off',
-                steps_per_dispatch=3, data_dir=str(tmp / 'unused'))
-  with pytest.MonkeyPatch.context() as patch:
-    patch.setattr(input_pipeline, 'load', _synthetic_data)
-    return config, train.train_and_evaluate(config, str(tmp / 'straight'))
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize('stop_after', [3, 8])
-def test_a_stop_at_any_step_resumes_to_the_uninterrupted_run(stop_after, dispatch_run, tmp_path,
-                                                              monkeypatch):
-  """One loop over the global step: a signal after step 3 (mid-epoch, after a 3-step dispatch)
-  or 8 (exactly an epoch's end, after the tail's single steps: the rerun ends that epoch first).
-  The rerun gives the uninterrupted run's numbers exactly."""
-  import signal  # pylint: disable=g-import-not-at-top
-  config, straight = dispatch_run
-  monkeypatch.setattr(input_pipeline, 'load', _synthetic_data)
+                steps_per_dispatch=3, data_dir=str(tmp_path / 'unused'))
+  straight = train.train_and_evaluate(config, str(tmp_path / 'straight'))
   real_train = train.Run.train
-  def train_then_signal(self, step):
-    step = real_train(self, step)
-    if step == stop_after:
-      os.kill(os.getpid(), signal.SIGINT)  # the loop's handler notes it; the loop saves, exits
-    return step
-  monkeypatch.setattr(train.Run, 'train', train_then_signal)
-  with pytest.raises(SystemExit) as e:
-    train.train_and_evaluate(config, str(tmp_path / 'stopped'))
-  assert e.value.code == 128 + signal.SIGINT
+  for stop_after in (3, 8):
+    def train_then_signal(self, step, stop_after=stop_after):
+      step = real_train(self, step)
+      if step == stop_after:
+        os.kill(os.getpid(), signal.SIGINT)  # the loop's handler notes it; the loop saves, exits
+      return step
+    monkeypatch.setattr(train.Run, 'train', train_then_signal)
+    with pytest.raises(SystemExit) as e:
+      train.train_and_evaluate(config, str(tmp_path / 'stopped'))
+    assert e.value.code == 128 + signal.SIGINT
+    assert checkpoint.manager(str(tmp_path / 'stopped'), 3).latest_step() == stop_after
   assert not (tmp_path / 'stopped' / 'results.json').exists()
   monkeypatch.setattr(train.Run, 'train', real_train)
   resumed = train.train_and_evaluate(config, str(tmp_path / 'stopped'))
