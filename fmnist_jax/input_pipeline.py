@@ -13,6 +13,7 @@ tfds' preparation order (once per `data_dir`):
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
@@ -291,6 +292,7 @@ def _read_archive(images_path: str, labels_path: str) -> tuple[np.ndarray, np.nd
   return images, labels
 
 
+@functools.lru_cache(maxsize=None)
 def tfds_order(split: str, n: int) -> np.ndarray:
   """The archive index of each example of a tfds-prepared split, in tfds' stored order.
 
@@ -299,13 +301,19 @@ def tfds_order(split: str, n: int) -> np.ndarray:
   """
   from tensorflow_datasets.core import hashing  # pylint: disable=g-import-not-at-top
   _import_tfds()
-  return np.array(sorted(range(n), key=hashing.Hasher(split).hash_key), np.int64)
+  order = np.array(sorted(range(n), key=hashing.Hasher(split).hash_key), np.int64)
+  order.flags.writeable = False  # cached: shared by every caller
+  return order
 
 
 def load_split_from_archives(data_dir: str, archives_dir: str, split: str,
-                             official_order: bool = False) -> dict[str, np.ndarray]:
-  """`load_split` without TensorFlow: the same images, labels and indices in the same order."""
-  paths = archive_paths(data_dir, archives_dir)
+                             official_order: bool = False,
+                             paths: dict[str, str] | None = None) -> dict[str, np.ndarray]:
+  """`load_split` without TensorFlow: the same images, labels and indices in the same order.
+
+  `paths`: the verified archives (`archive_paths`), when the caller already has them.
+  """
+  paths = paths or archive_paths(data_dir, archives_dir)
   parts, cache = [], {}
   for name, start, stop in split_ranges(split):
     if name not in cache:
@@ -349,8 +357,9 @@ def load(config: Any, which: tuple[str, ...] = ('train', 'validation', 'test')
   read_all = lambda read: {name: in_official_order(read(split)) if name == 'test' else read(split)
                            for name, split in splits.items()}
   if config.data_source != 'tfds':  # 'archives', or 'auto' (its name in older configs)
+    paths = archive_paths(config.data_dir, config.archives_dir)  # verified once per load
     return read_all(lambda split: load_split_from_archives(config.data_dir, config.archives_dir,
-                                                           split))
+                                                           split, paths=paths))
   for attempt in range(2):
     builder = prepare(config.data_dir, config.archives_dir)
     try:

@@ -14,7 +14,6 @@ from clu import metrics
 import flax
 import numpy as np
 import optax
-from sklearn import metrics as sk_metrics
 
 
 @flax.struct.dataclass
@@ -50,10 +49,12 @@ def evaluate(names, labels: np.ndarray, probs: np.ndarray) -> Dict[str, float]:
 @register('macro_f1')
 def macro_f1(labels, probs) -> float:
   """The unweighted mean of the ten classes' F1 scores (scikit-learn)."""
+  from sklearn import metrics as sk_metrics  # pylint: disable=g-import-not-at-top  (1 s to import)
   return sk_metrics.f1_score(labels, probs.argmax(-1), average='macro')
 
 
 @register('top2_accuracy')
 def top2_accuracy(labels, probs) -> float:
   """How often the label is among the two most probable classes (scikit-learn)."""
+  from sklearn import metrics as sk_metrics  # pylint: disable=g-import-not-at-top
   return sk_metrics.top_k_accuracy_score(labels, probs, k=2, labels=np.arange(probs.shape[-1]))

@@ -14,7 +14,6 @@ import matplotlib
 matplotlib.use('Agg')  # files only; no display is needed or wanted.
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
-from sklearn import metrics as skmetrics
 
 from fmnist_jax import files
 from fmnist_jax.input_pipeline import CLASS_NAMES
@@ -24,12 +23,14 @@ FIGURES = ('confusion_matrix', 'curves', 'samples', 'misclassified')
 
 def classification_report(labels: np.ndarray, predicted: np.ndarray) -> dict[str, Any]:
   """scikit-learn's report as a dict: one entry per class name, accuracy, macro and weighted avg."""
+  from sklearn import metrics as skmetrics  # pylint: disable=g-import-not-at-top  (1 s)
   return skmetrics.classification_report(labels, predicted, labels=range(len(CLASS_NAMES)),
                                          target_names=CLASS_NAMES, output_dict=True,
                                          zero_division=0)
 
 
 def confusion_matrix(labels: np.ndarray, predicted: np.ndarray) -> np.ndarray:
+  from sklearn import metrics as skmetrics  # pylint: disable=g-import-not-at-top
   return skmetrics.confusion_matrix(labels, predicted, labels=range(len(CLASS_NAMES)))
 
 
