@@ -142,9 +142,9 @@ def test_sweep_ranks_on_validation_and_reads_test_only_for_the_winner(data_dir, 
                                                                      monkeypatch):
   reads = []
   real = input_pipeline.load_split_from_archives  # the default source
-  def recording(data_dir, archives_dir, split, official_order=False):
+  def recording(data_dir, archives_dir, split, **kwargs):
     reads.append(split)
-    return real(data_dir, archives_dir, split, official_order)
+    return real(data_dir, archives_dir, split, **kwargs)
   monkeypatch.setattr(input_pipeline, 'load_split_from_archives', recording)
   rows = sweep.main(['--config', 'configs/mlp.py', '--grid', 'learning_rate=0.001,0.3',
                      '--set', *TINY, 'num_epochs=1', f'data_dir={data_dir}', 'test_split=test[:500]',
