@@ -170,7 +170,7 @@ def _over_seeds(fn, num_seeds: int):
   def looped(state, totals, bad, images, labels, perm, i, rng):
     outs = [fn(*seeds.take((state, totals, bad), k), images, labels, perm[k], i, rng[k])
             for k in range(num_seeds)]
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *outs)
+    return seeds.stack(outs)
   return looped
 
 
