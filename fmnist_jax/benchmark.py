@@ -16,6 +16,7 @@ import ml_collections
 import numpy as np
 from ml_collections import config_flags
 
+from fmnist_jax import augment
 from fmnist_jax import baselines  # imports PyTorch and Keras only when they run.
 from fmnist_jax import cli
 from fmnist_jax import config_check
@@ -46,8 +47,10 @@ flags.DEFINE_bool('compare', False, 'Also time PyTorch and Keras (pip install -e
 flags.DEFINE_string('output', 'benchmark.json', 'Where to write the JSON results.')
 FLAGS = flags.FLAGS
 
-FULL_AUGMENT = dict(flip=True, shift=0.1, rotation=10.0, zoom=0.1, shear=10.0)
-NO_AUGMENT = dict(flip=False, shift=0.0, rotation=0.0, zoom=0.0, shear=0.0)
+# No augmentation: every registered augmentation's fields at their defaults (off); the full set:
+# the five Keras-style transforms on, a fixed reference for the augmentation's share of a step.
+NO_AUGMENT = {field: default for field, (default, _) in augment.fields_of_all().items()}
+FULL_AUGMENT = {**NO_AUGMENT, **dict(flip=True, shift=0.1, rotation=10.0, zoom=0.1, shear=10.0)}
 
 
 def _peak_memory() -> dict:
@@ -115,7 +118,7 @@ def benchmark_model(base, name: str) -> dict:
   config.steps_per_dispatch = FLAGS.steps_per_dispatch
   if name == 'mobilenetv2_transfer':  # the speed does not depend on the backbone's values.
     config.backbone = ml_collections.ConfigDict({'weights': 'random', 'unfreeze_blocks': 0})
-  own = {k: config.augment[k] for k in NO_AUGMENT}
+  own = {k: config.augment.get(k, v) for k, v in NO_AUGMENT.items()}
   compile_s, own_ips = time_training(config, own, FLAGS.steps, FLAGS.warmup)
   _, off_ips = time_training(config, NO_AUGMENT, FLAGS.steps, FLAGS.warmup)
   _, full_ips = time_training(config, FULL_AUGMENT, FLAGS.steps, FLAGS.warmup)
