@@ -16,8 +16,10 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 from fmnist_jax import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import config_check  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fmnist_jax import defaults  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import errors  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import files  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fmnist_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import provenance  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import reporting  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import results as results_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -40,11 +42,22 @@ def load_config(path: str, overrides: list[str] = (), validate: bool = True):
     if not sep:
       raise errors.ConfigError(f'--set {item!r} is not of the form field=value (e.g. '
                                'num_epochs=5).')
-    cli.check_field(config, field, f'--set {item!r}')
     try:
       value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
       value = text  # a plain string such as train[:5000]
+    if field.startswith('model_args.'):  # one of the model's fields, set or not in the file
+      name = field.split('.', 1)[1]
+      defaults.import_extensions(config)
+      if config.model not in models.MODELS:
+        raise errors.ConfigError(f'--set {item!r}: no model {config.model!r}; known: '
+                                 f'{", ".join(sorted(models.MODELS))}.')
+      if name not in models.settable_fields(config.model):
+        raise errors.ConfigError(f'--set {item!r}: model {config.model!r} has no field {name!r}; '
+                                 f'its fields: {", ".join(models.settable_fields(config.model))}.')
+      config.model_args[name] = value
+      continue
+    cli.check_field(config, field, f'--set {item!r}')
     try:
       config.update_from_flattened_dict({field: value})
     except (TypeError, ValueError) as e:

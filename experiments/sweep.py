@@ -2,6 +2,11 @@
 
     python experiments/sweep.py --config configs/cnn.py \\
         --grid batch_size=32,64,128 learning_rate=1e-3,5e-4 optimizer=adam,sgd [--random 4]
+    python experiments/sweep.py --config configs/speedrun.py --one_at_a_time \\
+        --grid label_smoothing=0.0 nesterov=False model_args.bn_momentum=0.9
+
+--one_at_a_time measures each option against the config itself (an ablation): the base config is
+a trial, and every other trial changes one field of it.
 
 Every trial trains with test_split='' so the test split is not even loaded while choosing; the
 ranking uses the best validation accuracy of each trial (mean over seeds with --num_seeds). Only
@@ -43,7 +48,10 @@ def parse_grid(items: list[str]) -> dict[str, list]:
   return grid
 
 
-def trials(grid: dict[str, list], random_k: int | None, seed: int) -> list[dict]:
+def trials(grid: dict[str, list], random_k: int | None, seed: int,
+           one_at_a_time: bool = False) -> list[dict]:
+  if one_at_a_time:
+    return [{}] + [{field: v} for field, values in grid.items() for v in values]
   combos = [dict(zip(grid, values)) for values in itertools.product(*grid.values())]
   if random_k and random_k < len(combos):
     combos = random.Random(seed).sample(combos, random_k)
@@ -51,6 +59,8 @@ def trials(grid: dict[str, list], random_k: int | None, seed: int) -> list[dict]
 
 
 def trial_name(trial: dict) -> str:
+  if not trial:
+    return 'base'
   return '_'.join(f'{k.replace(".", "-")}={v}' for k, v in trial.items())
 
 
@@ -59,6 +69,8 @@ def parse_args(argv=None):
   p.add_argument('--config', default='configs/cnn.py')
   p.add_argument('--grid', nargs='+', required=True, metavar='FIELD=V1,V2')
   p.add_argument('--random', type=int, default=None, help='Sample this many grid points.')
+  p.add_argument('--one_at_a_time', action='store_true',
+                 help='An ablation: the config itself, then each value of the grid alone.')
   p.add_argument('--num_seeds', type=int, default=1)
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',
@@ -74,7 +86,7 @@ def main(argv=None):
   base = common.load_config(args.config, args.set)
   grid = parse_grid(args.grid)
   plan = []
-  for trial in trials(grid, args.random, args.seed):  # every trial checked before any trains.
+  for trial in trials(grid, args.random, args.seed, args.one_at_a_time):  # every trial checked before any trains.
     overrides = [*args.set, *(f'{k}={v}' for k, v in trial.items()),
                  f'num_seeds={args.num_seeds}', f'seed={args.seed}', "test_split=''"]
     plan.append((trial, common.load_config(args.config, overrides)))
