@@ -23,6 +23,8 @@ setup(
         'numpy>=1.26',
         'optax>=0.2.4,<0.3',
         'pillow>=10',  # reading image files in predict.
+        # Runs side by side as tasks, locally or on a cluster; ASHA for sweeps (experiments/).
+        'ray[tune]>=2.60,<3',
         'orbax-checkpoint>=0.11.10,<0.13',  # preservation policies (latest N + best).
         'scikit-learn>=1.3',  # classification report and confusion matrix.
         'scipy>=1.11',  # t-intervals and Welch's t-test across seeds (experiments/).

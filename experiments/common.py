@@ -77,9 +77,10 @@ def config_name(path: str) -> str:
   return os.path.splitext(os.path.basename(path))[0]
 
 
-def run(config, workdir: str) -> dict:
+def run(config, workdir: str, on_epoch=None) -> dict:
   """Trains (or resumes, or just reads) the run in `workdir`. A run there made by another results
-  version is first moved aside to <workdir>.results_v<N> (kept; its numbers are not today's)."""
+  version is first moved aside to <workdir>.results_v<N> (kept; its numbers are not today's).
+  `on_epoch`: see train.train_and_evaluate."""
   older = older_results_version(workdir)
   if older is not None:
     aside = f'{workdir}.results_v{older}'
@@ -88,7 +89,7 @@ def run(config, workdir: str) -> dict:
     os.rename(workdir, aside)
     print(f'{workdir} held a run of results version {older}; moved to {aside} and trained '
           f'again by today\'s code (results version {provenance.RESULTS_VERSION}).', flush=True)
-  return train.train_and_evaluate(config, workdir)
+  return train.train_and_evaluate(config, workdir, on_epoch=on_epoch)
 
 
 def older_results_version(run_dir: str) -> int | None:
@@ -186,18 +187,23 @@ def keep_record(run_dir: str, record: str, results: dict) -> None:
 
 def epochs_done(run_dir: str) -> int:
   """Epochs in the newest checkpoint of `run_dir` (0 without one); reads no arrays."""
+  return len(checkpoint_history(run_dir))
+
+
+def checkpoint_history(run_dir: str) -> list[dict]:
+  """The history (one entry per epoch) in the newest checkpoint of `run_dir`; reads no arrays."""
   root = os.path.join(run_dir, 'checkpoints')
   steps = sorted((int(d) for d in (os.listdir(root) if os.path.isdir(root) else ())
                   if d.isdigit()), reverse=True)
   for step in steps:
     meta = _read_json(os.path.join(root, str(step), 'meta', 'metadata'), required=('history',))
     if meta is not None and isinstance(meta['history'], list):
-      return len(meta['history'])
-  return 0
+      return meta['history']
+  return []
 
 
 def run_seeds(config, workdir: str, sequential: bool = False, finished_only: bool = False,
-              records: str | None = None, any_version: bool = False) -> dict | None:
+              records: str | None = None, any_version: bool = False, runner=None) -> dict | None:
   """All of config.num_seeds seeds: together in one run, or one run per seed merged afterwards.
 
   The merged form is the one train.py writes for a multi-seed run (per_seed, means, std).
@@ -205,19 +211,49 @@ def run_seeds(config, workdir: str, sequential: bool = False, finished_only: boo
   `records`: a directory where each finished run's results are kept as <label>.json, and taken
   from on a machine that lacks the run. `any_version` (with `finished_only`, for a table that
   labels each row's code) also takes runs of older results versions, those of the newest one
-  found: seeds of two versions are never merged.
+  found: seeds of two versions are never merged. `runner` (distribute.Runner) trains the missing
+  runs; without one they train here, one after another.
   """
-  runs = []
-  for label, run_dir, run_config in seed_runs(config, workdir, sequential):
-    record = records and os.path.join(records, f'{label}.json')
-    result = finished_run(run_dir, run_config, record, any_version)
-    if result is None and not finished_only:
-      result = run(run_config, run_dir)
-    if result is None:
-      continue
-    if record and os.path.exists(os.path.join(run_dir, 'results.json')):
-      keep_record(run_dir, record, result)
-    runs.append(result)
+  return run_rows([(config, workdir, sequential, records)], finished_only, any_version,
+                  runner)[0]
+
+
+def run_rows(rows, finished_only: bool = False, any_version: bool = False,
+             runner=None) -> list[dict | None]:
+  """run_seeds for several (config, workdir, sequential, records) rows at once: every missing
+  run of every row is handed to `runner` together, so they can train side by side (one task per
+  seed: a runner that spreads runs trains each seed as its own run)."""
+  spread = runner is not None and runner.spreads()
+  plans = []
+  for config, workdir, sequential, records in rows:
+    plan = []
+    for label, run_dir, run_config in seed_runs(config, workdir, sequential or spread):
+      record = records and os.path.join(records, f'{label}.json')
+      plan.append({'run_dir': run_dir, 'config': run_config, 'record': record,
+                   'result': finished_run(run_dir, run_config, record, any_version)})
+    plans.append(plan)
+  missing = [p for plan in plans for p in plan if p['result'] is None]
+  if missing and not finished_only:
+    jobs = [(p['config'], p['run_dir']) for p in missing]
+    def keep(i, result):
+      missing[i]['result'] = result
+      if missing[i]['record'] and os.path.exists(os.path.join(missing[i]['run_dir'],
+                                                              'results.json')):
+        keep_record(missing[i]['run_dir'], missing[i]['record'], result)
+    if runner is None:
+      for i, (config, run_dir) in enumerate(jobs):
+        keep(i, run(config, run_dir))
+    else:
+      runner.run(jobs, on_result=keep)
+  for p in (p for plan in plans for p in plan):
+    if p['result'] is not None and p['record'] and os.path.exists(
+        os.path.join(p['run_dir'], 'results.json')):
+      keep_record(p['run_dir'], p['record'], p['result'])
+  return [_merge_runs([p['result'] for p in plan if p['result'] is not None]) for plan in plans]
+
+
+def _merge_runs(runs: list[dict]) -> dict | None:
+  """The seeds' results of one row as one (only those of the newest results version)."""
   if runs:
     newest = max(provenance.results_version(r) for r in runs)
     runs = [r for r in runs if provenance.results_version(r) == newest]

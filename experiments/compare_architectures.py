@@ -16,6 +16,7 @@ import json
 import os
 
 import common  # pylint: disable=g-bad-import-order
+import distribute  # pylint: disable=g-bad-import-order
 
 from fmnist_jax import cli
 from fmnist_jax import config_check
@@ -51,6 +52,7 @@ def parse_args(argv=None):
                  help='Rows of earlier comparisons (their comparison.json, optionally only the '
                       'configs named after a colon, comma-separated) to test against, trained '
                       'nothing.')
+  distribute.add_flags(p)
   p.add_argument('--workdir', default='runs/compare_architectures')
   p.add_argument('--output', default='experiments/results/compare_architectures')
   return p.parse_args(argv)
@@ -74,10 +76,12 @@ def main(argv=None):
   earlier = [earlier_rows(path) for path in args.against]  # read before anything trains
 
   rows, accuracies, curves = [], {}, {}
-  for name, (path, config) in configs.items():
-    results = common.run_seeds(config, os.path.join(args.workdir, name), args.sequential,
-                               args.finished_only,
-                               args.records and os.path.join(args.records, name))
+  with distribute.Runner(args) as runner:
+    all_results = common.run_rows(
+        [(config, os.path.join(args.workdir, name), args.sequential,
+          args.records and os.path.join(args.records, name))
+         for name, (_, config) in configs.items()], args.finished_only, runner=runner)
+  for (name, (path, config)), results in zip(configs.items(), all_results):
     if results is None:
       print(f'{name}: no finished run in {args.workdir}; left out.')
       continue

@@ -39,6 +39,7 @@ import glob
 import os
 
 import common  # pylint: disable=g-bad-import-order
+import distribute  # pylint: disable=g-bad-import-order
 
 from fmnist_jax import cli
 from fmnist_jax import errors
@@ -76,6 +77,7 @@ def parse_args(argv=None):
                  help='Train nothing, write nothing: print which rows and seeds are finished.')
   p.add_argument('--finished_only', action='store_true',
                  help='Train nothing: write the table from the seeds finished so far.')
+  distribute.add_flags(p)
   p.add_argument('--workdir', default='~/fmnist_runs/reproduce_tables')
   p.add_argument('--output', default=OUTPUT)
   p.add_argument('--records', default=None,
@@ -167,8 +169,9 @@ def other_record(row: dict, other_records: str | None, any_version: bool = False
   return None
 
 
-def row_results(row: dict, args) -> dict | None:
-  """The row's own seeds; another machine's complete run where its own are not all finished."""
+def row_results(row: dict, args, runner=None) -> dict | None:
+  """The row's own seeds; another machine's complete run where its own are not all finished.
+  `runner` (distribute.Runner) trains the missing seeds (side by side with --workers)."""
   records = args.records and os.path.join(args.records, row['name'])
   sequential = not args.vmap_seeds
   own = common.run_seeds(row['config'], row['workdir'], sequential, True, records)
@@ -178,7 +181,8 @@ def row_results(row: dict, args) -> dict | None:
   if other is not None:
     return other
   if not args.finished_only:
-    return common.run_seeds(row['config'], row['workdir'], sequential, False, records)
+    return common.run_seeds(row['config'], row['workdir'], sequential, False, records,
+                            runner=runner)
   if own is not None:
     return own
   # Nothing of today's code yet: the older records, labeled by the table, until regenerated.
@@ -289,12 +293,13 @@ def main(argv=None):
     print(status_text(planned, args.records, not args.vmap_seeds, args.other_records))
     return None
   rows = []
-  for row in planned:
-    results = row_results(row, args)
-    if results is None:
-      print(f'{row["name"]}: no finished seed yet; left out of the table.')
-      continue
-    rows.append(table_row(row, results, args))
+  with distribute.Runner(args) as runner:  # Ray starts only if a seed needs training
+    for row in planned:
+      results = row_results(row, args, runner)
+      if results is None:
+        print(f'{row["name"]}: no finished seed yet; left out of the table.')
+        continue
+      rows.append(table_row(row, results, args))
   machine = common.machine()
   os.makedirs(args.output, exist_ok=True)
   common.write_json(os.path.join(args.output, 'reproduction.json'),

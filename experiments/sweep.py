@@ -19,6 +19,8 @@ import os
 import random
 
 import common  # pylint: disable=g-bad-import-order
+import distribute  # pylint: disable=g-bad-import-order
+import early_stopping  # pylint: disable=g-bad-import-order
 
 from fmnist_jax import cli
 from fmnist_jax import errors
@@ -75,6 +77,16 @@ def parse_args(argv=None):
   p.add_argument('--seed', type=int, default=0)
   p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',
                  help='Overrides for every trial (e.g. num_epochs=5 for a quick sweep).')
+  p.add_argument('--early_stopping', action='store_true',
+                 help='Stop poor trials early on validation accuracy (Ray Tune\'s ASHA; see '
+                      'experiments/early_stopping.py).')
+  p.add_argument('--grace_epochs', type=int, default=None,
+                 help='With --early_stopping: epochs every trial trains before it may be '
+                      'stopped (default: a quarter of the config\'s epochs, at least 1).')
+  p.add_argument('--reduction_factor', type=int, default=3,
+                 help='With --early_stopping: ASHA keeps about 1 in this many trials at each '
+                      'rung.')
+  distribute.add_flags(p)
   p.add_argument('--workdir', default='runs/sweep')
   p.add_argument('--output', default='experiments/results/sweep')
   return p.parse_args(argv)
@@ -91,14 +103,20 @@ def main(argv=None):
                  f'num_seeds={args.num_seeds}', f'seed={args.seed}', "test_split=''"]
     plan.append((trial, common.load_config(args.config, overrides)))
 
+  workdirs = [os.path.join(args.workdir, trial_name(trial)) for trial, _ in plan]
+  with distribute.Runner(args) as runner:
+    if args.early_stopping:
+      outcomes = early_stopping.run(runner, [config for _, config in plan], workdirs, args)
+    else:
+      outcomes = runner.run([(config, w) for (_, config), w in zip(plan, workdirs)])
   rows = []
-  for trial, config in plan:
-    workdir = os.path.join(args.workdir, trial_name(trial))
-    results = common.run(config, workdir)
+  for (trial, _), workdir, results in zip(plan, workdirs, outcomes):
     rows.append({'trial': trial, 'workdir': workdir,
                  'validation_accuracy': results['validation_accuracy'],
-                 'validation_loss': results['validation_loss'], 'epochs': results['epochs']})
-  rows.sort(key=lambda r: -r['validation_accuracy'])
+                 'validation_loss': results['validation_loss'], 'epochs': results['epochs'],
+                 'stopped_early': bool(results.get('stopped_early'))})
+  # Ranked on validation; a trial stopped early cannot win (its schedule did not finish).
+  rows.sort(key=lambda r: (r['stopped_early'], -r['validation_accuracy']))
   winner = rows[0]
 
   # The only read of the test split: the winner's best variables.
@@ -126,7 +144,8 @@ def main(argv=None):
                ['rank', 'trial', 'validation accuracy', 'validation loss', 'epochs',
                 'test accuracy'],
                [[i, trial_name(r['trial']), f'{r["validation_accuracy"]:.4f}',
-                 f'{r["validation_loss"]:.4f}', r['epochs'],
+                 f'{r["validation_loss"]:.4f}',
+                 f'{r["epochs"]} (stopped early)' if r['stopped_early'] else r['epochs'],
                  f'{r["test_accuracy"]:.4f}' if 'test_accuracy' in r else '(not read)']
                 for i, r in enumerate(rows, 1)])]
   md = '\n'.join(lines) + '\n'

@@ -22,7 +22,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 from clu import parameter_overview
@@ -188,11 +188,13 @@ def _permutations(keys, epoch, n, steps, batch_size):
 # The run: train_and_evaluate, its one loop over the global step, and the Run it steps.
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
-                       allow_config_change: bool = False) -> dict[str, Any]:
+                       allow_config_change: bool = False,
+                       on_epoch: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
   """Trains (or resumes) in `workdir`; returns and writes results.json. A finished run only reports.
 
   A workdir whose config.json differs from `config` is refused (the differing fields are listed)
-  unless `allow_config_change`; so is a workdir another live process is training in.
+  unless `allow_config_change`; so is a workdir another live process is training in. `on_epoch`
+  gets each epoch's history entry once its checkpoint is saved (a sweep's early stopping listens).
   """
   config = defaults.complete(config)  # every field present: the code reads config.x, nothing else
   config_check.validate_config(config)
@@ -201,13 +203,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   # Several hosts share one workdir and only process 0 writes to it; it alone holds the lock.
   with workdir_lib.lock(path) if jax.process_index() == 0 else contextlib.nullcontext():
     finished = _finished_run(config, workdir, allow_config_change)
-    return finished if finished is not None else _train(config, workdir)
+    return finished if finished is not None else _train(config, workdir, on_epoch)
 
 
-def _train(config, workdir: str) -> dict[str, Any]:
+def _train(config, workdir: str, on_epoch=None) -> dict[str, Any]:
   """From the restored global step to the last: k steps a dispatch, an epoch's end when its steps
   are done (also a resumed epoch whose steps were all done), a signal saves and exits."""
-  run = Run(config, workdir)
+  run = Run(config, workdir, on_epoch)
   with _StopRequested() as stop:
     step = run.first_step
     while step < run.num_steps or run.epoch_done(step):
@@ -285,8 +287,8 @@ class Run:
   groups' `parts`), its best-validation variables, the history and the checkpoint's meta.
   """
 
-  def __init__(self, config, workdir: str):
-    self.config, self.workdir = config, workdir
+  def __init__(self, config, workdir: str, on_epoch=None):
+    self.config, self.workdir, self.on_epoch = config, workdir, on_epoch
     self.weights = state_lib.backbone_weights(config)  # resolved (or downloaded) once per run
     self.data = input_pipeline.load(config)
     n_train = len(self.data['train']['label'])
@@ -422,6 +424,8 @@ class Run:
     checkpoint.save(self.mngr, optimizer_step(self.state),
                     {'state': self.state, 'best': self.best, 'totals': self.new_totals()},
                     self.meta, metric=self.history[-1]['validation_accuracy'])
+    if self.on_epoch is not None:
+      self.on_epoch(self.history[-1])
 
   def _log_epoch(self, epoch: int, train_metrics, val_metrics, train_seconds: float) -> None:
     """The epoch's history entry, TensorBoard scalars, log entry and the one terminal line."""

@@ -55,7 +55,7 @@ def test_compare_architectures_writes_tables_and_plots(data_dir, tmp_path):
   rows, tests = compare_architectures.main([
       '--configs', 'configs/mlp.py', 'configs/cnn.py', '--num_seeds', '2', '--epochs', '1',
       '--set', *TINY, f'data_dir={data_dir}', 'test_split=test[:1000]',
-      '--workdir', str(tmp_path / 'w'), '--output', str(out)])
+      '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(out)])
   assert [r['model'] for r in rows] == ['mlp', 'cnn'] and all(r['seeds'] == 2 for r in rows)
   assert len(tests) == 1 and 0 <= tests[0]['p_value'] <= 1
   md = (out / 'comparison.md').read_text()
@@ -96,7 +96,7 @@ def test_reproduce_tables_labels_shortened_rows(data_dir, tmp_path):
   config = os.path.join(reproduce_tables.common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
   rows = reproduce_tables.main(['--configs', config, '--num_seeds', '2', '--max_epochs', '1',
                                 '--set', f'data_dir={data_dir}', 'progress_bar=off',
-                                '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')])
+                                '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')])
   (row,) = rows
   assert row['reported_test_accuracy'] == 0.85 and row['epochs_run'] == 1
   assert row['report_epochs'] == 10 and row['shortened']
@@ -113,7 +113,7 @@ def test_mobilenetv2_row_without_imagenet_weights_says_not_pretrained(data_dir, 
   common_args = ['--configs', config, '--num_seeds', '1', '--max_epochs', '1', '--set',
                  f'data_dir={data_dir}', 'progress_bar=off', 'train_split=train[:320]',
                  'validation_split=train[59900:]', 'test_split=test[:100]',
-                 '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
+                 '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
   with pytest.raises(errors.UserError, match='config.backbone.weights'):
     reproduce_tables.main(common_args + ['--require_pretrained'])
   (row,) = reproduce_tables.main(common_args)
@@ -148,7 +148,7 @@ def test_sweep_ranks_on_validation_and_reads_test_only_for_the_winner(data_dir, 
   monkeypatch.setattr(input_pipeline, 'load_split_from_archives', recording)
   rows = sweep.main(['--config', 'configs/mlp.py', '--grid', 'learning_rate=0.001,0.3',
                      '--set', *TINY, 'num_epochs=1', f'data_dir={data_dir}', 'test_split=test[:500]',
-                     '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')])
+                     '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')])
   test_reads = [i for i, s in enumerate(reads) if s.startswith('test')]
   assert test_reads == [len(reads) - 1] and reads[-1] == 'test[:500]'  # once, after all trials
   assert rows[0]['validation_accuracy'] >= rows[1]['validation_accuracy']
@@ -211,7 +211,7 @@ def _fake_run(run_dir, config, test_accuracy, epochs=None, version=provenance.RE
 
 def test_records_of_older_code_are_not_reused_and_a_table_labels_them(tmp_path, capsys):
   config = os.path.join(reproduce_tables.common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
-  argv = ['--configs', config, '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
+  argv = ['--configs', config, '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
   (row,) = reproduce_tables.plan(reproduce_tables.parse_args(argv))
   runs = reproduce_tables.common.seed_runs(row['config'], row['workdir'])
   for (label, _, run_config), accuracy in zip(runs, [0.880, 0.882, 0.879, 0.884, 0.881]):
@@ -251,7 +251,7 @@ def _fake_checkpoint(run_dir, epochs_done, step):
 
 def test_status_view_and_records_on_synthetic_runs(tmp_path, capsys):
   config = os.path.join(reproduce_tables.common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
-  argv = ['--configs', config, '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
+  argv = ['--configs', config, '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
   (row,) = reproduce_tables.plan(reproduce_tables.parse_args(argv))
   assert row['config'].num_seeds == 5  # the row's own seed count
   runs = reproduce_tables.common.seed_runs(row['config'], row['workdir'])
@@ -322,7 +322,7 @@ def _record(path, config, per_seed_accuracy, **changes):
 def test_other_records_complete_a_row_only_with_the_same_recipe(tmp_path, capsys):
   config = os.path.join(reproduce_tables.common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
   other = tmp_path / 'gpu' / 'pytorch_ann_vs_cnn_90_ann'
-  argv = ['--configs', config, '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o'),
+  argv = ['--configs', config, '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o'),
           '--other_records', str(tmp_path / 'gpu'), '--finished_only']
   (row,) = reproduce_tables.plan(reproduce_tables.parse_args(argv))
   _record(other / 'a_other_rate.json', row['config'], [0.9] * 5, learning_rate=0.5)
@@ -351,7 +351,7 @@ def test_other_records_complete_a_row_only_with_the_same_recipe(tmp_path, capsys
 
 def test_a_damaged_seed_record_is_one_error_naming_it(tmp_path):
   config = os.path.join(reproduce_tables.common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
-  argv = ['--configs', config, '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o'),
+  argv = ['--configs', config, '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o'),
           '--finished_only']
   record = tmp_path / 'o' / 'seeds' / 'pytorch_ann_vs_cnn_90_ann' / 'seed_0.json'
   record.parent.mkdir(parents=True)
@@ -384,7 +384,7 @@ def test_a_run_dir_of_an_older_results_version_is_moved_aside_and_trained_again(
   assert common.older_results_version(str(tmp_path / 'absent')) is None
   trained = []
   monkeypatch.setattr(common.train, 'train_and_evaluate',
-                      lambda c, w: trained.append(w) or {'workdir': w})
+                      lambda c, w, **kw: trained.append(w) or {'workdir': w})
   common.run(config, str(old_dir))
   assert trained == [str(old_dir)] and not old_dir.exists()  # trained afresh by today's code
   assert json.load(open(tmp_path / 'old.results_v1' / 'results.json'))['test_accuracy'] == 0.88

@@ -1,0 +1,73 @@
+"""A sweep's early stopping: Ray Tune's ASHA scheduler stops trials whose validation accuracy
+trails the others' at the same epoch.
+
+Each trial is an ordinary run in its own workdir (as without early stopping) that reports every
+epoch's validation accuracy to Tune once the epoch's checkpoint is saved; ASHA
+(Li et al. 2020, asynchronous successive halving) lets a trial continue past a rung (grace
+epochs × reduction_factor^k) only if it is in the top 1/reduction_factor of the trials that reached
+that rung. Only validation accuracy is read: the test split is not loaded by any trial. A stopped
+trial keeps its checkpoints; it is ranked by its best validation accuracy but cannot win (its
+schedule did not finish). With several trials at a time ASHA's decisions depend on which trial
+reaches a rung first, so which trials stop may differ between two sweeps; a trial that finishes
+has the numbers it has without early stopping.
+"""
+from __future__ import annotations
+
+import os
+
+import distribute  # pylint: disable=g-bad-import-order
+
+
+def _trial(params, configs, workdirs, cores, gpu_fraction):
+  """One trial in a fresh actor: its cores, then JAX, then the run reporting each epoch."""
+  distribute.prepare_process(cores, gpu_fraction)
+  import common  # pylint: disable=g-import-not-at-top  (imports JAX: after the pinning)
+  from ray import tune  # pylint: disable=g-import-not-at-top
+  i = params['trial']
+  report = lambda entry: tune.report({'validation_accuracy': entry['validation_accuracy'],
+                                      'epoch': entry['epoch']})
+  common.run(configs[i], workdirs[i], on_epoch=report)
+
+
+def run(runner, configs: list, workdirs: list[str], args) -> list[dict]:
+  """Trains the trials under ASHA; per trial its results.json, or for a stopped trial the best
+  validation epoch so far with 'stopped_early': True."""
+  runner.start()
+  os.environ.setdefault('RAY_AIR_NEW_OUTPUT', '0')  # with verbose=0: no progress tables
+  os.environ.setdefault('TUNE_DISABLE_AUTO_CALLBACK_LOGGERS', '1')  # the runs log themselves
+  from ray import tune  # pylint: disable=g-import-not-at-top
+  from ray.tune.schedulers import ASHAScheduler  # pylint: disable=g-import-not-at-top
+  epochs = max(c.num_epochs for c in configs)
+  grace = args.grace_epochs or max(1, epochs // 4)
+  trainable = tune.with_parameters(_trial, configs=configs, workdirs=workdirs,
+                                   cores=runner.cores, gpu_fraction=runner.gpu_fraction)
+  resources = {'cpu': runner.cores, 'gpu': runner.gpu_fraction}
+  tuner = tune.Tuner(
+      tune.with_resources(trainable, resources),
+      param_space={'trial': tune.grid_search(list(range(len(configs))))},
+      tune_config=tune.TuneConfig(
+          metric='validation_accuracy', mode='max', max_concurrent_trials=runner.workers,
+          reuse_actors=False,
+          # max_t one past the last epoch: ASHA never stops a trial at its final report, so
+          # a trial that reaches it ends as a run does (tested, results.json written).
+          scheduler=ASHAScheduler(time_attr='epoch', max_t=epochs + 1, grace_period=grace,
+                                  reduction_factor=args.reduction_factor)),
+      run_config=tune.RunConfig(storage_path=os.path.join(os.path.abspath(args.workdir), '_tune'),
+                                name='asha', verbose=0))
+  grid = tuner.fit()
+  if grid.errors:
+    raise grid.errors[0]
+  return [outcome(c, w) for c, w in zip(configs, workdirs)]
+
+
+def outcome(config, workdir: str) -> dict:
+  """A trial's results.json if it finished, else its best validation epoch (stopped early)."""
+  import common  # pylint: disable=g-import-not-at-top
+  results = common.finished_run(workdir, config)
+  if results is not None:
+    return results
+  history = common.checkpoint_history(workdir)
+  best = max(history, key=lambda h: h['validation_accuracy'])
+  return {'validation_accuracy': best['validation_accuracy'],
+          'validation_loss': best['validation_loss'], 'epochs': len(history),
+          'best_epoch': best['epoch'], 'stopped_early': True}

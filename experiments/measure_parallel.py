@@ -1,0 +1,125 @@
+"""Wall time of the experiment scripts one run at a time and side by side (issue 31's figures).
+
+    python experiments/measure_parallel.py --workdir ~/runs/parallel
+
+1. The same comparison (2 configs × 4 seeds, shortened) three ways: `--workers 1` (one run at a
+   time on all cores, no Ray), `--workers 1 --cores_per_run 1` (Ray, one 1-core run at a time) and
+   `--workers 2` (Ray, two 1-core runs at a time); wall time of each and whether the per-seed
+   numbers are identical.
+2. The same sweep with 2 workers, without and with `--early_stopping` (ASHA): wall time and winner.
+
+Every command starts from an empty workdir and, where the machine allows (root), runs in a network
+namespace with only the loopback interface, as the tests do. Run it on an otherwise idle machine.
+Writes <output>/parallel.{json,md}.
+"""
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import common  # pylint: disable=g-bad-import-order
+
+from fmnist_jax import files
+from fmnist_jax import provenance
+from fmnist_jax import reporting
+
+COMPARE = ['experiments/compare_architectures.py', '--configs', 'configs/mlp.py', 'configs/cnn.py',
+           '--num_seeds', '4', '--epochs', '3', '--sequential']
+SWEEP = ['experiments/sweep.py', '--config', 'configs/cnn.py', '--grid',
+         'learning_rate=0.001,0.03,0.0003,0.1,0.003,0.01,0.0001,0.3', '--set', 'num_epochs=12']
+COMPARE_WAYS = {'one at a time, all cores, no Ray': ['--workers', '1'],
+                'Ray, 1 worker of 1 core': ['--workers', '1', '--cores_per_run', '1'],
+                'Ray, 2 workers of 1 core': ['--workers', '2']}
+SWEEP_WAYS = {'2 workers': ['--workers', '2'],
+              '2 workers, early stopping (ASHA)': ['--workers', '2', '--early_stopping',
+                                                   '--grace_epochs', '1']}
+
+
+def _loopback() -> list[str]:
+  ok = subprocess.run(['unshare', '-n', 'sh', '-c', 'ip link set lo up'], capture_output=True,
+                      check=False).returncode == 0 if shutil.which('unshare') else False
+  return ['unshare', '-n', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"'] if ok else []
+
+
+def timed(argv: list[str], workdir: str, output: str, log: str) -> float:
+  shutil.rmtree(workdir, ignore_errors=True)
+  shutil.rmtree(output, ignore_errors=True)
+  cmd = [*_loopback(), sys.executable, *argv, '--workdir', workdir, '--output', output]
+  start = time.perf_counter()
+  with open(log, 'w') as f:
+    subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=common.ROOT, check=True)
+  return time.perf_counter() - start
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p.add_argument('--workdir', required=True)
+  p.add_argument('--output', default=os.path.join(common.ROOT, 'experiments/results/parallel'))
+  p.add_argument('--only', choices=('compare', 'sweep'), default=None)
+  args = p.parse_args(argv)
+  work = os.path.expanduser(args.workdir)
+  os.makedirs(work, exist_ok=True)
+  os.makedirs(args.output, exist_ok=True)
+  out = {'machine': common.machine(), 'provenance': provenance.describe(), 'compare': {},
+         'sweep': {}}
+  for i, (way, flags) in enumerate(COMPARE_WAYS.items()):
+    if args.only == 'sweep':
+      break
+    o = os.path.join(work, f'compare_out_{i}')
+    seconds = timed(COMPARE + flags, os.path.join(work, f'compare_{i}'), o,
+                    os.path.join(work, f'compare_{i}.log'))
+    rows = json.load(open(os.path.join(o, 'comparison.json')))['rows']
+    out['compare'][way] = {'command': ' '.join(COMPARE + flags), 'seconds': seconds,
+                           'per_seed': {r['config']: r['per_seed_test_accuracy'] for r in rows}}
+    print(f'{way}: {seconds:.0f} s', flush=True)
+  for i, (way, flags) in enumerate(SWEEP_WAYS.items()):
+    if args.only == 'compare':
+      break
+    o = os.path.join(work, f'sweep_out_{i}')
+    seconds = timed(SWEEP + flags, os.path.join(work, f'sweep_{i}'), o,
+                    os.path.join(work, f'sweep_{i}.log'))
+    ranked = json.load(open(os.path.join(o, 'sweep.json')))['ranked']
+    out['sweep'][way] = {'command': ' '.join(SWEEP + flags), 'seconds': seconds,
+                         'winner': ranked[0]['trial'], 'ranked': ranked}
+    print(f'{way}: {seconds:.0f} s', flush=True)
+  common.write_json(os.path.join(args.output, 'parallel.json'), out)
+  with files.atomic(os.path.join(args.output, 'parallel.md')) as f:
+    f.write(markdown(out))
+  print(markdown(out))
+
+
+def markdown(out: dict) -> str:
+  lines = ['# Runs one at a time and side by side', '',
+           f'Machine: {common.machine_line(out["machine"])}. Code: '
+           f'{provenance.code_line(out["provenance"])}. Written by '
+           '`python experiments/measure_parallel.py`; every command from an empty workdir.', '']
+  compare = out['compare']
+  if compare:
+    first = next(iter(compare.values()))
+    base = compare.get('Ray, 1 worker of 1 core')
+    lines += ['## 2 configs × 4 seeds (shortened)', '', reporting.markdown_table(
+        ['how', 'wall time', 'vs. one at a time, all cores', 'per-seed test accuracies',
+         'identical to Ray, 1 worker of 1 core'],
+        [[way, f'{r["seconds"]:.0f} s', f'{r["seconds"] / first["seconds"]:.2f}×',
+          '; '.join(f'{os.path.basename(c)}: ' + ', '.join(f'{a:.4f}' for a in accs)
+                    for c, accs in r['per_seed'].items()),
+          ('yes' if r['per_seed'] == base['per_seed'] else 'no') if base else '']
+         for way, r in compare.items()]), '', f'Command: `{first["command"]}`', '']
+  sweep = out['sweep']
+  if sweep:
+    first = next(iter(sweep.values()))
+    lines += ['## A sweep of 8 learning rates', '', reporting.markdown_table(
+        ['how', 'wall time', 'ratio', 'winner', 'its validation accuracy', 'trials stopped early'],
+        [[way, f'{r["seconds"]:.0f} s', f'{r["seconds"] / first["seconds"]:.2f}×',
+          ' '.join(f'{k}={v}' for k, v in r['winner'].items()),
+          f'{r["ranked"][0]["validation_accuracy"]:.4f}',
+          str(sum(bool(t.get('stopped_early')) for t in r['ranked']))]
+         for way, r in sweep.items()]), '', f'Command: `{first["command"]}`', '']
+  return '\n'.join(lines)
+
+
+if __name__ == '__main__':
+  main()

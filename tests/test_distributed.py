@@ -1,0 +1,177 @@
+"""Runs as Ray tasks (experiments/distribute.py) on a real local Ray instance, no mocks.
+
+Every test that starts Ray runs its driver in a network namespace of its own with only the
+loopback interface up (`unshare -n`, root), so no Ray traffic can reach any address but
+127.0.0.1. Where namespaces cannot be made (not root), the tests are skipped, never run outside.
+"""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, 'experiments'))
+
+import distribute  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _namespace_works() -> bool:
+  try:
+    return subprocess.run(['unshare', '-n', 'sh', '-c', 'ip link set lo up'],
+                          capture_output=True, timeout=30, check=False).returncode == 0
+  except (OSError, subprocess.TimeoutExpired):
+    return False
+
+
+needs_namespace = pytest.mark.skipif(not _namespace_works(),
+                                     reason='needs `unshare -n` (root) for a loopback-only Ray')
+
+
+def in_loopback_namespace(script: str, tmp_path, timeout: int = 900) -> dict:
+  """Runs a Python driver script in a fresh loopback-only network namespace; its JSON output."""
+  path = tmp_path / 'driver.py'
+  path.write_text(textwrap.dedent(script))
+  proc = subprocess.run(
+      ['unshare', '-n', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', sys.executable,
+       str(path)], capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
+  assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+DRIVER_HEAD = '''
+import json, os, signal, sys, threading, time, argparse
+sys.path.insert(0, 'experiments')
+import common, distribute
+from configs import default
+config = default.get_config()
+config.update(model='cnn', data_dir={data_dir!r}, train_split='train[:2000]',
+              validation_split='train[59000:]', test_split='test[:1000]', num_epochs=3,
+              batch_size=100, progress_bar='off')
+args = argparse.Namespace(workers=1, address=None, cores_per_run=1, gpus_per_run=0.25)
+TIMING = ('train_seconds', 'seconds', 'train_images_per_second', 'compile_seconds', 'provenance',
+          'devices', 'device_kinds', 'epoch_seconds')
+def strip(tree):
+  if isinstance(tree, dict):
+    return {{k: strip(v) for k, v in tree.items() if k not in TIMING}}
+  if isinstance(tree, list):
+    return [strip(v) for v in tree]
+  return tree
+'''
+
+
+@needs_namespace
+def test_a_worker_killed_mid_run_is_retried_and_resumes_to_the_same_numbers(data_dir, tmp_path):
+  """SIGKILL the worker after its first epoch's checkpoint: Ray runs the task again, the run
+  resumes from that checkpoint, and its results equal an uninterrupted run's."""
+  out = in_loopback_namespace(DRIVER_HEAD.format(data_dir=data_dir) + f'''
+killed = []
+def killer(workdir):
+  ckpt = os.path.join(workdir, 'checkpoints')
+  while not (os.path.isdir(ckpt) and any(d.isdigit() for d in os.listdir(ckpt))):
+    time.sleep(0.2)
+  time.sleep(1.0)  # into the second epoch
+  pid = int(open(os.path.join(workdir, '.lock')).read())
+  os.kill(pid, signal.SIGKILL)
+  killed.append(pid)
+with distribute.Runner(args) as runner:
+  whole = runner.run([(config, {str(tmp_path / 'whole')!r})])[0]
+  threading.Thread(target=killer, args=({str(tmp_path / 'killed')!r},), daemon=True).start()
+  resumed = runner.run([(config, {str(tmp_path / 'killed')!r})])[0]
+  ray_address = runner.start().get_runtime_context().gcs_address
+print(json.dumps({{'killed': killed, 'whole': strip(whole), 'resumed': strip(resumed),
+                  'address': ray_address}}))
+''', tmp_path)
+  assert out['killed'], 'the worker was not killed'
+  assert out['address'].startswith('127.0.0.1:')
+  assert out['resumed']['epochs'] == 3
+  assert out['resumed'] == out['whole']
+  log = (tmp_path / 'killed' / 'log.txt').read_text()
+  assert 'Resum' in log or 'resum' in log  # the retry resumed from the checkpoint
+
+
+@needs_namespace
+def test_two_workers_give_the_numbers_of_one_at_the_same_cores_per_run(data_dir, tmp_path):
+  """Two seeds on two workers at once, and the same two one after another: identical results."""
+  out = in_loopback_namespace(DRIVER_HEAD.format(data_dir=data_dir) + f'''
+config.update(model='mlp', num_epochs=2)
+jobs = []
+for seed in (0, 1):
+  c = config.copy_and_resolve_references(); c.seed = seed
+  jobs.append(c)
+with distribute.Runner(args) as runner:
+  one = runner.run([(c, {str(tmp_path)!r} + f'/one_{{i}}') for i, c in enumerate(jobs)])
+args.workers = 2
+with distribute.Runner(args) as runner:
+  two = runner.run([(c, {str(tmp_path)!r} + f'/two_{{i}}') for i, c in enumerate(jobs)])
+print(json.dumps({{'one': strip(one), 'two': strip(two)}}))
+''', tmp_path)
+  assert [r['seed'] for r in out['two']] == [0, 1]
+  assert out['one'] == out['two']
+  assert out['one'][0]['test_accuracy'] != out['one'][1]['test_accuracy']
+
+
+def test_flags_are_checked_before_anything_starts():
+  from fmnist_jax import errors  # pylint: disable=g-import-not-at-top
+  import argparse  # pylint: disable=g-import-not-at-top
+  for bad in ({'workers': -1}, {'cores_per_run': 10_000}, {'gpus_per_run': 0.0}):
+    args = argparse.Namespace(**{'workers': 0, 'address': None, 'cores_per_run': 0,
+                                 'gpus_per_run': 0.25, **bad})
+    with pytest.raises(errors.UserError, match=next(iter(bad))):
+      distribute.Runner(args)
+
+
+def test_one_worker_runs_here_without_ray():
+  import argparse  # pylint: disable=g-import-not-at-top
+  args = argparse.Namespace(workers=1, address=None, cores_per_run=0, gpus_per_run=0.25)
+  assert not distribute.Runner(args).spreads()
+  assert distribute.Runner(argparse.Namespace(**{**vars(args), 'workers': 2})).spreads()
+  assert distribute.Runner(argparse.Namespace(**{**vars(args), 'cores_per_run': 1})).spreads()
+
+
+def test_claim_cores_gives_each_process_its_own(tmp_path, monkeypatch):
+  """Two claims in two processes get different cores (a lock per core), freed at exit."""
+  monkeypatch.setattr(distribute, 'SLOTS', str(tmp_path))
+  if len(os.sched_getaffinity(0)) < 2:
+    pytest.skip('needs 2 cores')
+  code = ('import sys; sys.path.insert(0, "experiments"); import distribute, time; '
+          f'distribute.SLOTS = {str(tmp_path)!r}; print(distribute.claim_cores(1), flush=True); '
+          'time.sleep(3)')
+  a = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+  first = a.stdout.readline()
+  b = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=ROOT,
+                     check=True)
+  a.wait()
+  assert first.strip() != b.stdout.strip()
+  c = subprocess.run([sys.executable, '-c', code.replace('time.sleep(3)', 'pass')],
+                     capture_output=True, text=True, cwd=ROOT, check=True)
+  assert c.stdout.strip() in (first.strip(), b.stdout.strip())
+
+
+@needs_namespace
+def test_sweep_with_early_stopping_stops_poor_trials_and_reads_test_once(data_dir, tmp_path):
+  """ASHA under Ray Tune: a poor trial stops after the grace epoch, the winner finishes its
+  schedule, and only the winner's test split is read."""
+  out = tmp_path / 'o'
+  in_loopback_namespace(f'''
+import json, sys
+sys.path.insert(0, 'experiments')
+import sweep
+rows = sweep.main(['--config', 'configs/mlp.py', '--grid', 'learning_rate=0.001,0.3',
+                   '--set', 'num_epochs=3', 'train_split=train[:2000]',
+                   'validation_split=train[59000:]', 'test_split=test[:500]',
+                   'data_dir={data_dir}', 'progress_bar=off',
+                   '--early_stopping', '--grace_epochs', '1', '--reduction_factor', '2',
+                   '--workers', '1', '--workdir', '{tmp_path / "w"}', '--output', '{out}'])
+print(json.dumps(rows))
+''', tmp_path)
+  ranked = json.loads((out / 'sweep.json').read_text())['ranked']
+  by_rate = {r['trial']['learning_rate']: r for r in ranked}
+  # One trial at a time, in order: the first sets the rung, the poor second stops there.
+  assert by_rate[0.3]['stopped_early'] and by_rate[0.3]['epochs'] == 1
+  winner = ranked[0]
+  assert not winner['stopped_early'] and winner['epochs'] == 3 and 'test_accuracy' in winner
+  assert all('test_accuracy' not in r for r in ranked[1:])
+  assert (out / 'winner_test').is_dir()
