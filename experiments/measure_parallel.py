@@ -65,26 +65,22 @@ def main(argv=None):
   os.makedirs(args.output, exist_ok=True)
   out = {'machine': common.machine(), 'provenance': provenance.describe(), 'compare': {},
          'sweep': {}}
-  for i, (way, flags) in enumerate(COMPARE_WAYS.items()):
-    if args.only == 'sweep':
-      break
-    o = os.path.join(work, f'compare_out_{i}')
-    seconds = timed(COMPARE + flags, os.path.join(work, f'compare_{i}'), o,
-                    os.path.join(work, f'compare_{i}.log'))
+  def compare_result(o):
     rows = json.load(open(os.path.join(o, 'comparison.json')))['rows']
-    out['compare'][way] = {'command': ' '.join(COMPARE + flags), 'seconds': seconds,
-                           'per_seed': {r['config']: r['per_seed_test_accuracy'] for r in rows}}
-    print(f'{way}: {seconds:.0f} s', flush=True)
-  for i, (way, flags) in enumerate(SWEEP_WAYS.items()):
-    if args.only == 'compare':
-      break
-    o = os.path.join(work, f'sweep_out_{i}')
-    seconds = timed(SWEEP + flags, os.path.join(work, f'sweep_{i}'), o,
-                    os.path.join(work, f'sweep_{i}.log'))
+    return {'per_seed': {r['config']: r['per_seed_test_accuracy'] for r in rows}}
+  def sweep_result(o):
     ranked = json.load(open(os.path.join(o, 'sweep.json')))['ranked']
-    out['sweep'][way] = {'command': ' '.join(SWEEP + flags), 'seconds': seconds,
-                         'winner': ranked[0]['trial'], 'ranked': ranked}
-    print(f'{way}: {seconds:.0f} s', flush=True)
+    return {'winner': ranked[0]['trial'], 'ranked': ranked}
+  for kind, base, ways, read in (('compare', COMPARE, COMPARE_WAYS, compare_result),
+                                 ('sweep', SWEEP, SWEEP_WAYS, sweep_result)):
+    if args.only not in (None, kind):
+      continue
+    for i, (way, flags) in enumerate(ways.items()):
+      o = os.path.join(work, f'{kind}_out_{i}')
+      seconds = timed(base + flags, os.path.join(work, f'{kind}_{i}'), o,
+                      os.path.join(work, f'{kind}_{i}.log'))
+      out[kind][way] = {'command': ' '.join(base + flags), 'seconds': seconds, **read(o)}
+      print(f'{way}: {seconds:.0f} s', flush=True)
   common.write_json(os.path.join(args.output, 'parallel.json'), out)
   with files.atomic(os.path.join(args.output, 'parallel.md')) as f:
     f.write(markdown(out))
