@@ -3,9 +3,10 @@
     python experiments/compare_architectures.py                    # the default configs, 5 seeds
     python experiments/compare_architectures.py --num_seeds 3 --epochs 2 --set train_split=train[:5000]
 
-Each config trains its seeds together (config.num_seeds, one program) in <workdir>/<config name>, or
-with --sequential one run per seed in <workdir>/<config name>/seed_<s>; a rerun resumes or reuses
-finished runs. Writes comparison.{csv,json,md}, accuracy.png and
+Each seed is a run of its own in <workdir>/<config name>/seed_<s>, side by side as Ray tasks
+(experiments/distribute.py); with --workers 1 the seeds of a config train together in one process
+(config.num_seeds, one program) in <workdir>/<config name>, or one after another with
+--sequential. A rerun resumes or reuses finished runs. Writes comparison.{csv,json,md}, accuracy.png and
 validation_curves.png to --output. A run with --epochs or --set says so in every table row.
 --against adds the rows of an earlier comparison.json (a committed run of the originals, say; a
 suffix :<config name>[,<config name>] picks rows) to the table and the Welch tests without training

@@ -69,7 +69,10 @@ def describe() -> dict[str, Any]:
       versions[name] = None
   return {'results_version': RESULTS_VERSION, 'code': code(), 'libraries': versions,
           'backend': jax.default_backend(),
-          'device_kinds': sorted({d.device_kind for d in jax.devices()})}
+          'device_kinds': sorted({d.device_kind for d in jax.devices()}),
+          # The cores this process may use: XLA partitions its CPU loops by that count, which
+          # moves the last bits of a run's numbers (docs/experiments.md, "Numbers").
+          'cpu_cores': len(os.sched_getaffinity(0))}
 
 
 def code_line(prov: dict[str, Any] | None) -> str:
