@@ -87,6 +87,8 @@ def parse_args(argv=None):
                  help='Another machine\'s records of the same rows (e.g. a GPU run\'s <output>/'
                  'seeds): used for a row whose own seeds are not all finished.')
   args = p.parse_args(argv)
+  if args.vmap_seeds and args.workers == 0:
+    args.workers = 1  # the seeds of a row in one program, rows one after another
   args.workdir = os.path.expanduser(args.workdir)
   if args.records is None:
     args.records = os.path.join(args.output, 'seeds')
