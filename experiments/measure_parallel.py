@@ -87,6 +87,10 @@ def main(argv=None):
   print(markdown(out))
 
 
+def _largest_difference(a: dict, b: dict) -> float:
+  return max(abs(x - y) for config in a for x, y in zip(a[config], b[config]))
+
+
 def markdown(out: dict) -> str:
   lines = ['# Runs one at a time and side by side', '',
            f'Machine: {common.machine_line(out["machine"])}. Code: '
@@ -98,11 +102,12 @@ def markdown(out: dict) -> str:
     base = compare.get('Ray, 1 worker of 1 core')
     lines += ['## 2 configs × 4 seeds (shortened)', '', reporting.markdown_table(
         ['how', 'wall time', 'vs. one at a time, all cores', 'per-seed test accuracies',
-         'identical to Ray, 1 worker of 1 core'],
+         'identical to Ray, 1 worker of 1 core', 'largest per-seed difference from it'],
         [[way, f'{r["seconds"]:.0f} s', f'{r["seconds"] / first["seconds"]:.2f}×',
           '; '.join(f'{os.path.basename(c)}: ' + ', '.join(f'{a:.4f}' for a in accs)
                     for c, accs in r['per_seed'].items()),
-          ('yes' if r['per_seed'] == base['per_seed'] else 'no') if base else '']
+          ('yes' if r['per_seed'] == base['per_seed'] else 'no') if base else '',
+          f'{_largest_difference(r["per_seed"], base["per_seed"]):.4f}' if base else '']
          for way, r in compare.items()]), '', f'Command: `{first["command"]}`', '']
   sweep = out['sweep']
   if sweep:
