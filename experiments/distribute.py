@@ -99,16 +99,26 @@ class Runner:
       return out
     ray = self.start()
     task = ray.remote(max_calls=1)(_run_task).options(**self.task_options())
-    pending, done, queue = {}, {}, list(enumerate(jobs))
+    pending, done, failed, queue = {}, {}, [], list(enumerate(jobs))
     while queue or pending:
-      while queue and len(pending) < self.workers:
+      while queue and len(pending) < self.workers and not failed:
         i, (config, workdir) = queue.pop(0)
         pending[task.remote(config, workdir, self.cores, self.gpu_fraction)] = i
+      if not pending:
+        break
       ready, _ = ray.wait(list(pending), num_returns=1)
       i = pending.pop(ready[0])
-      done[i] = ray.get(ready[0])  # a run's own error (a UserError) is raised here, named
+      try:
+        done[i] = ray.get(ready[0])
+      except Exception as e:  # pylint: disable=broad-except
+        failed.append(task_error(e, jobs[i][1]))  # the running ones finish; no new one starts
+        continue
       if on_result:
         on_result(i, done[i])
+    if failed:
+      for e in failed[1:]:
+        print(f'ERROR: {e}', file=sys.stderr, flush=True)
+      raise failed[0]
     return [done[i] for i in range(len(jobs))]
 
   def start(self):
@@ -119,11 +129,15 @@ class Runner:
     # Ray starts its processes with subprocess (fork, then exec at once), which is safe in a
     # threaded process; Python's warning about fork with JAX's threads does not apply.
     warnings.filterwarnings('ignore', message=r'os\.fork\(\) was called', category=RuntimeWarning)
-    env = {'env_vars': {'PYTHONPATH': os.pathsep.join(
-        [ROOT, EXPERIMENTS, *filter(None, [os.environ.get('PYTHONPATH')])])}}
+    env = {'env_vars': {
+        'PYTHONPATH': os.pathsep.join(
+            [ROOT, EXPERIMENTS, *filter(None, [os.environ.get('PYTHONPATH')])]),
+        'RAY_CHDIR_TO_TRIAL_DIR': '0',  # Tune trials keep the driver's directory (relative paths)
+    }}
     if self.args.address:
       ray.init(address=self.args.address, runtime_env=env, log_to_driver=False)
     else:
+      os.environ['RAY_AUTH_MODE'] = 'token'  # on even where the environment turned it off
       ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False,
                _node_ip_address='127.0.0.1', runtime_env=env, log_to_driver=False,
                configure_logging=False)
@@ -151,6 +165,23 @@ class Runner:
     if self._ray is not None and not self.args.address:
       self._ray.shutdown()
     self._ray = None
+
+
+def task_error(e: Exception, workdir: str) -> Exception:
+  """A failed task's error as the scripts report it: a run's own UserError as it was raised; a
+  worker that died more than MAX_RETRIES times as one line; anything else (a bug) unchanged."""
+  from fmnist_jax import errors  # pylint: disable=g-import-not-at-top
+  import ray.exceptions  # pylint: disable=g-import-not-at-top
+  cause = getattr(e, 'cause', None)
+  if isinstance(cause, errors.UserError):
+    return cause
+  if isinstance(e, (ray.exceptions.WorkerCrashedError, ray.exceptions.OutOfMemoryError,
+                    ray.exceptions.NodeDiedError)):
+    return errors.UserError(
+        f'the run in {workdir} lost its worker {MAX_RETRIES + 1} times ({type(e).__name__}: out '
+        'of memory, or killed); run the same command to continue it from its checkpoint, with '
+        'fewer --workers if memory ran out.')
+  return e
 
 
 def _run_task(config, workdir: str, cores: int, gpu_fraction: float) -> dict:
@@ -185,10 +216,16 @@ def claim_cores(cores: int) -> list[int]:
   Ray admits at most (cores // cores_per_run) such tasks at once on a node, so enough are free;
   a process that dies (even by SIGKILL) frees its cores with its locks.
   """
+  available = os.sched_getaffinity(0)
+  if cores > len(available):
+    from fmnist_jax import errors  # pylint: disable=g-import-not-at-top  (no JAX in it)
+    raise errors.UserError(f'--cores_per_run {cores}: this node ({os.uname().nodename}) has '
+                       f'{len(available)} cores; give at most that many.')
   os.makedirs(SLOTS, exist_ok=True)
+  waited = 0.0
   while True:
     held = []
-    for core in sorted(os.sched_getaffinity(0)):
+    for core in sorted(available):
       f = open(os.path.join(SLOTS, f'core_{core}.lock'), 'w')  # pylint: disable=consider-using-with
       try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -201,4 +238,8 @@ def claim_cores(cores: int) -> list[int]:
         return [c for c, _ in held]
     for _, f in held:
       f.close()  # not enough free: let go and wait for a run to end
+    if waited == 30.0:
+      print(f'Waiting for {cores} free core(s): other runs hold the locks in {SLOTS} (another '
+            'script using this runner on this machine?).', file=sys.stderr, flush=True)
     time.sleep(0.5)
+    waited += 0.5

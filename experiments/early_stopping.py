@@ -18,25 +18,61 @@ import os
 import distribute  # pylint: disable=g-bad-import-order
 
 
+STOPPED = 'stopped_early.json'  # in a trial's workdir: ASHA stopped it (kept for reruns)
+
+
 def _trial(params, configs, workdirs, cores, gpu_fraction):
   """One trial in a fresh actor: its cores, then JAX, then the run reporting each epoch."""
   distribute.prepare_process(cores, gpu_fraction)
   import common  # pylint: disable=g-import-not-at-top  (imports JAX: after the pinning)
   from ray import tune  # pylint: disable=g-import-not-at-top
   i = params['trial']
-  report = lambda entry: tune.report({'validation_accuracy': entry['validation_accuracy'],
-                                      'epoch': entry['epoch']})
+  def report(entry):
+    # The last epoch is not reported: a stop there would cut the run before its test-free
+    # results.json, and the trial has nothing left to save.
+    if entry['epoch'] < configs[i].num_epochs:
+      tune.report({'validation_accuracy': entry['validation_accuracy'], 'epoch': entry['epoch']})
   common.run(configs[i], workdirs[i], on_epoch=report)
 
 
 def run(runner, configs: list, workdirs: list[str], args) -> list[dict]:
-  """Trains the trials under ASHA; per trial its results.json, or for a stopped trial the best
-  validation epoch so far with 'stopped_early': True."""
+  """Trains the trials under ASHA; per trial its results.json, or for a trial ASHA stopped its
+  best validation epoch with 'stopped_early': True.
+
+  A rerun trains only the trials neither finished nor stopped (ASHA's rungs then hold only their
+  reports, so they are stopped less often than in one uninterrupted sweep, never more).
+  """
+  todo = [i for i, (c, w) in enumerate(zip(configs, workdirs))
+          if not os.path.exists(os.path.join(w, STOPPED)) and _finished(c, w) is None]
+  if todo:
+    _tune(runner, configs, workdirs, todo, args)
+  return [outcome(c, w) for c, w in zip(configs, workdirs)]
+
+
+def _finished(config, workdir):
+  import common  # pylint: disable=g-import-not-at-top
+  return common.finished_run(workdir, config)
+
+
+def _tune(runner, configs, workdirs, todo, args) -> None:
   runner.start()
   os.environ.setdefault('RAY_AIR_NEW_OUTPUT', '0')  # with verbose=0: no progress tables
   os.environ.setdefault('TUNE_DISABLE_AUTO_CALLBACK_LOGGERS', '1')  # the runs log themselves
   from ray import tune  # pylint: disable=g-import-not-at-top
-  from ray.tune.schedulers import ASHAScheduler  # pylint: disable=g-import-not-at-top
+  from ray.tune.schedulers import ASHAScheduler, TrialScheduler  # pylint: disable=g-import-not-at-top
+  from fmnist_jax import files  # pylint: disable=g-import-not-at-top
+
+  class MarkingASHA(ASHAScheduler):
+    """ASHA that leaves a mark in the workdir of each trial it stops."""
+
+    def on_trial_result(self, tune_controller, trial, result):
+      decision = super().on_trial_result(tune_controller, trial, result)
+      if decision == TrialScheduler.STOP:
+        files.write_json(os.path.join(workdirs[trial.config['trial']], STOPPED),
+                         {'epoch': result['epoch'],
+                          'validation_accuracy': result['validation_accuracy']})
+      return decision
+
   epochs = max(c.num_epochs for c in configs)
   grace = args.grace_epochs or max(1, epochs // 4)
   trainable = tune.with_parameters(_trial, configs=configs, workdirs=workdirs,
@@ -44,29 +80,33 @@ def run(runner, configs: list, workdirs: list[str], args) -> list[dict]:
   resources = {'cpu': runner.cores, 'gpu': runner.gpu_fraction}
   tuner = tune.Tuner(
       tune.with_resources(trainable, resources),
-      param_space={'trial': tune.grid_search(list(range(len(configs))))},
+      param_space={'trial': tune.grid_search(todo)},
       tune_config=tune.TuneConfig(
           metric='validation_accuracy', mode='max', max_concurrent_trials=runner.workers,
           reuse_actors=False,
-          # max_t one past the last epoch: ASHA never stops a trial at its final report, so
-          # a trial that reaches it ends as a run does (tested, results.json written).
-          scheduler=ASHAScheduler(time_attr='epoch', max_t=epochs + 1, grace_period=grace,
-                                  reduction_factor=args.reduction_factor)),
-      run_config=tune.RunConfig(storage_path=os.path.join(os.path.abspath(args.workdir), '_tune'),
-                                name='asha', verbose=0))
+          scheduler=MarkingASHA(time_attr='epoch', max_t=epochs + 1, grace_period=grace,
+                                reduction_factor=args.reduction_factor)),
+      run_config=tune.RunConfig(
+          storage_path=os.path.join(os.path.abspath(args.workdir), '_tune'), name='asha',
+          verbose=0,
+          # A trial whose worker died runs again and resumes from its checkpoint.
+          failure_config=tune.FailureConfig(max_failures=distribute.MAX_RETRIES)))
   grid = tuner.fit()
   if grid.errors:
-    raise grid.errors[0]
-  return [outcome(c, w) for c, w in zip(configs, workdirs)]
+    raise distribute.task_error(grid.errors[0], 'a sweep trial')
 
 
 def outcome(config, workdir: str) -> dict:
-  """A trial's results.json if it finished, else its best validation epoch (stopped early)."""
+  """A trial's results.json if it finished, else (ASHA stopped it) its best validation epoch."""
   import common  # pylint: disable=g-import-not-at-top
+  from fmnist_jax import errors  # pylint: disable=g-import-not-at-top
   results = common.finished_run(workdir, config)
   if results is not None:
     return results
   history = common.checkpoint_history(workdir)
+  if not os.path.exists(os.path.join(workdir, STOPPED)) or not history:
+    raise errors.UserError(f'the sweep stopped before the trial in {workdir} finished '
+                           '(interrupted?); run the same command to continue it.')
   best = max(history, key=lambda h: h['validation_accuracy'])
   return {'validation_accuracy': best['validation_accuracy'],
           'validation_loss': best['validation_loss'], 'epochs': len(history),

@@ -118,6 +118,9 @@ def main(argv=None):
   # Ranked on validation; a trial stopped early cannot win (its schedule did not finish).
   rows.sort(key=lambda r: (r['stopped_early'], -r['validation_accuracy']))
   winner = rows[0]
+  if winner['stopped_early']:
+    raise errors.UserError('every trial was stopped early; give a larger --grace_epochs or '
+                           '--reduction_factor, or leave out --early_stopping.')
 
   # The only read of the test split: the winner's best variables.
   config, model, variables, history, best_epoch = checkpoint.load_best(winner['workdir'])
