@@ -186,3 +186,48 @@ print(json.dumps(rows))
   assert not winner['stopped_early'] and winner['epochs'] == 3 and 'test_accuracy' in winner
   assert all('test_accuracy' not in r for r in ranked[1:])
   assert (out / 'winner_test').is_dir()
+
+
+class _SpreadingRunner:
+  """A runner that spreads (as Ray would) but trains nothing: it answers each job at once."""
+
+  def __init__(self):
+    self.calls = []
+
+  def spreads(self):
+    return True
+
+  def run(self, jobs, on_result=None):
+    self.calls.append([(c.seed, w) for c, w in jobs])
+    out = []
+    for i, (config, workdir) in enumerate(jobs):
+      from fmnist_jax import provenance  # pylint: disable=g-import-not-at-top
+      accuracy = 0.8 + 0.01 * config.seed + (0.1 if config.model == 'cnn' else 0.0)
+      out.append({'seed': config.seed, 'best_epoch': 1, 'test_accuracy': accuracy,
+                  'test_loss': 0.5, 'validation_accuracy': accuracy, 'validation_loss': 0.5,
+                  'results_version': provenance.RESULTS_VERSION, 'train_seconds': 1.0,
+                  'train_images_per_second': 100.0, 'epochs': 1,
+                  'history': [{'epoch': 1, 'train_loss': 1.0, 'train_accuracy': 0.5,
+                               'validation_loss': 0.5, 'validation_accuracy': accuracy}]})
+      if on_result:
+        on_result(i, out[-1])
+    return out
+
+
+def test_run_rows_hands_every_seed_of_every_row_to_the_runner_at_once(tmp_path):
+  """One call with a run per seed (spread), and each row merged from its own seeds, in order."""
+  import common  # pylint: disable=g-import-not-at-top
+  rows = []
+  for model in ('mlp', 'cnn'):
+    config = common.load_config('configs/default.py', [f'model={model}', 'num_seeds=3'],
+                                validate=False)
+    rows.append((config, str(tmp_path / model), False, None))
+  runner = _SpreadingRunner()
+  mlp, cnn = common.run_rows(rows, runner=runner)
+  (call,) = runner.calls
+  assert call == [(s, str(tmp_path / m / f'seed_{s}')) for m in ('mlp', 'cnn') for s in (0, 1, 2)]
+  assert common.per_seed(mlp, 'test_accuracy') == pytest.approx([0.80, 0.81, 0.82])
+  assert common.per_seed(cnn, 'test_accuracy') == pytest.approx([0.90, 0.91, 0.92])
+  # Without a spreading runner, a row's seeds stay one run (together in one program).
+  assert [label for label, _, _ in common.seed_runs(rows[0][0], str(tmp_path / 'mlp'), False)] \
+      == ['seeds_0-2']
