@@ -416,3 +416,20 @@ def test_time_to_accuracy_reads_thresholds_on_validation_from_seed_records(tmp_p
   md = (tmp_path / 'o' / 'time_to_accuracy.md').read_text()
   assert '4.0 min (4 ep), 1/2 seeds' in md and '| — |' in md
   assert (tmp_path / 'o' / 'time_to_accuracy.png').read_bytes()[:4] == b'\x89PNG'
+
+
+def test_one_at_a_time_trials_are_the_base_and_each_value_alone():
+  grid = sweep.parse_grid(['label_smoothing=0.0', 'nesterov=False,True', 'model_args.x=1'])
+  trials = sweep.trials(grid, None, 0, one_at_a_time=True)
+  assert trials == [{}, {'label_smoothing': 0.0}, {'nesterov': False}, {'nesterov': True},
+                    {'model_args.x': 1}]
+  assert [sweep.trial_name(t) for t in trials[:2]] == ['base', 'label_smoothing=0.0']
+  assert len(sweep.trials(grid, None, 0)) == 2  # the product without it
+
+
+def test_set_reaches_a_models_own_fields_and_names_the_wrong_ones():
+  config = reproduce_tables.common.load_config(
+      'configs/speedrun.py', ['model_args.bn_momentum=0.9'], validate=False)
+  assert config.model_args.bn_momentum == 0.9
+  with pytest.raises(errors.ConfigError, match='no field .bogus.; its fields: widths'):
+    reproduce_tables.common.load_config('configs/speedrun.py', ['model_args.bogus=1'])
