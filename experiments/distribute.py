@@ -125,6 +125,8 @@ class Runner:
     """The Ray instance (started once): local on 127.0.0.1, or the cluster at --address."""
     if self._ray is not None:
       return self._ray
+    if not self.args.address:  # read when ray is imported: token auth on even where turned off
+      os.environ['RAY_AUTH_MODE'] = 'token'
     import ray  # pylint: disable=g-import-not-at-top
     # Ray starts its processes with subprocess (fork, then exec at once), which is safe in a
     # threaded process; Python's warning about fork with JAX's threads does not apply.
@@ -137,7 +139,6 @@ class Runner:
     if self.args.address:
       ray.init(address=self.args.address, runtime_env=env, log_to_driver=False)
     else:
-      os.environ['RAY_AUTH_MODE'] = 'token'  # on even where the environment turned it off
       ray.init(num_cpus=len(os.sched_getaffinity(0)), include_dashboard=False,
                _node_ip_address='127.0.0.1', runtime_env=env, log_to_driver=False,
                configure_logging=False)
