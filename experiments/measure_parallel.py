@@ -27,7 +27,7 @@ from fmnist_jax import provenance
 from fmnist_jax import reporting
 
 COMPARE = ['experiments/compare_architectures.py', '--configs', 'configs/mlp.py', 'configs/cnn.py',
-           '--num_seeds', '4', '--epochs', '3', '--sequential']
+           '--num_seeds', '4', '--epochs', '5', '--sequential']
 SWEEP = ['experiments/sweep.py', '--config', 'configs/cnn.py', '--grid',
          'learning_rate=0.001,0.03,0.0003,0.1,0.003,0.01,0.0001,0.3', '--set', 'num_epochs=12']
 COMPARE_WAYS = {'one at a time, all cores, no Ray': ['--workers', '1'],
