@@ -118,7 +118,11 @@ def markdown(out: dict) -> str:
   sweep = out['sweep']
   if sweep:
     first = next(iter(sweep.values()))
-    lines += ['## A sweep of 4 learning rates × 3 batch sizes (12 trials)', '', reporting.markdown_table(
+    lines += ['## A sweep of 4 learning rates × 3 batch sizes (12 trials)', '']
+    if 'sweep_provenance' in out:
+      lines += [f'Measured in a later sitting: {common.machine_line(out["sweep_machine"])}. Code: '
+                f'{provenance.code_line(out["sweep_provenance"])}.', '']
+    lines += [reporting.markdown_table(
         ['how', 'wall time', 'ratio', 'winner', 'its validation accuracy', 'trials stopped early'],
         [[way, f'{r["seconds"]:.0f} s', f'{r["seconds"] / first["seconds"]:.2f}×',
           ' '.join(f'{k}={v}' for k, v in r['winner'].items()),
