@@ -14,6 +14,7 @@ sys.path.insert(0, ROOT)  # `configs` imports as it does for `python -m fmnist_j
 
 import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+import distribute  # pylint: disable=g-import-not-at-top,wrong-import-position  (no JAX in it)
 from fmnist_jax import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import config_check  # pylint: disable=g-import-not-at-top,wrong-import-position
 from fmnist_jax import defaults  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -232,23 +233,19 @@ def run_rows(rows, finished_only: bool = False, any_version: bool = False,
       plan.append({'run_dir': run_dir, 'config': run_config, 'record': record,
                    'result': finished_run(run_dir, run_config, record, any_version)})
     plans.append(plan)
-  missing = [p for plan in plans for p in plan if p['result'] is None]
-  if missing and not finished_only:
-    jobs = [(p['config'], p['run_dir']) for p in missing]
-    def keep(i, result):
-      missing[i]['result'] = result
-      if missing[i]['record'] and os.path.exists(os.path.join(missing[i]['run_dir'],
-                                                              'results.json')):
-        keep_record(missing[i]['run_dir'], missing[i]['record'], result)
-    if runner is None:
-      for i, (config, run_dir) in enumerate(jobs):
-        keep(i, run(config, run_dir))
-    else:
-      runner.run(jobs, on_result=keep)
-  for p in (p for plan in plans for p in plan):
+  def keep(p):  # the record of a run finished in its workdir (now, or before this call)
     if p['result'] is not None and p['record'] and os.path.exists(
         os.path.join(p['run_dir'], 'results.json')):
       keep_record(p['run_dir'], p['record'], p['result'])
+  missing = [p for plan in plans for p in plan if p['result'] is None]
+  for p in (p for plan in plans for p in plan if p['result'] is not None):
+    keep(p)
+  if missing and not finished_only:
+    def trained(i, result):  # each record kept as its run finishes
+      missing[i]['result'] = result
+      keep(missing[i])
+    (runner.run if runner else distribute.one_at_a_time)(
+        [(p['config'], p['run_dir']) for p in missing], on_result=trained)
   return [_merge_runs([p['result'] for p in plan if p['result'] is not None]) for plan in plans]
 
 

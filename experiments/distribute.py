@@ -99,13 +99,7 @@ class Runner:
     if not jobs:
       return []
     if not uses_ray(self.args):
-      import common  # pylint: disable=g-import-not-at-top
-      out = []
-      for i, (config, workdir) in enumerate(jobs):
-        out.append(common.run(config, workdir))
-        if on_result:
-          on_result(i, out[-1])
-      return out
+      return one_at_a_time(jobs, on_result)
     ray = self.start()
     task = ray.remote(max_calls=1)(_run_task).options(**self.task_options())
     pending, done, failed, queue = {}, {}, [], list(enumerate(jobs))
@@ -175,6 +169,17 @@ class Runner:
     if self._ray is not None and not self.args.address:
       self._ray.shutdown()
     self._ray = None
+
+
+def one_at_a_time(jobs: list[tuple], on_result=None) -> list[dict]:
+  """Runner.run without Ray: the jobs one after another in this process, on all its cores."""
+  import common  # pylint: disable=g-import-not-at-top
+  out = []
+  for i, (config, workdir) in enumerate(jobs):
+    out.append(common.run(config, workdir))
+    if on_result:
+      on_result(i, out[-1])
+  return out
 
 
 def task_error(e: Exception, workdir: str) -> Exception:
