@@ -40,18 +40,14 @@ def run(runner, configs: list, workdirs: list[str], args) -> list[dict]:
   best validation epoch with 'stopped_early': True.
 
   A rerun trains only the trials neither finished nor stopped (ASHA's rungs then hold only their
-  reports, so they are stopped less often than in one uninterrupted sweep, never more).
+  reports, not those of the trials of the first sitting).
   """
+  import common  # pylint: disable=g-import-not-at-top
   todo = [i for i, (c, w) in enumerate(zip(configs, workdirs))
-          if not os.path.exists(os.path.join(w, STOPPED)) and _finished(c, w) is None]
+          if not os.path.exists(os.path.join(w, STOPPED)) and common.finished_run(w, c) is None]
   if todo:
     _tune(runner, configs, workdirs, todo, args)
   return [outcome(c, w) for c, w in zip(configs, workdirs)]
-
-
-def _finished(config, workdir):
-  import common  # pylint: disable=g-import-not-at-top
-  return common.finished_run(workdir, config)
 
 
 def _tune(runner, configs, workdirs, todo, args) -> None:
