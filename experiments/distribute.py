@@ -75,9 +75,11 @@ def uses_ray(args) -> bool:
 class Runner:
   """Runs lists of (config, workdir) jobs; one Ray instance for the whole script."""
 
-  def __init__(self, args):
+  def __init__(self, args, needs_ray: bool = False):
+    """`needs_ray`: the caller runs on Ray in any case (a sweep's early stopping), so a small
+    machine's default is still as many 1-core runs as it has cores."""
     check_flags(args)
-    if (args.workers == 0 and not args.address and not args.cores_per_run
+    if (args.workers == 0 and not args.address and not args.cores_per_run and not needs_ray
         and len(os.sched_getaffinity(0)) <= SMALL_MACHINE_CORES):
       args.workers = 1  # measured: side by side gains nothing on 2 cores (docs/experiments.md)
     self.args = args

@@ -104,7 +104,7 @@ def main(argv=None):
     plan.append((trial, common.load_config(args.config, overrides)))
 
   workdirs = [os.path.join(args.workdir, trial_name(trial)) for trial, _ in plan]
-  with distribute.Runner(args) as runner:
+  with distribute.Runner(args, needs_ray=args.early_stopping) as runner:
     if args.early_stopping:
       outcomes = early_stopping.run(runner, [config for _, config in plan], workdirs, args)
     else:

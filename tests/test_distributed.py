@@ -136,6 +136,11 @@ def test_one_worker_runs_here_without_ray():
   assert not distribute.Runner(args).spreads()
   assert distribute.Runner(argparse.Namespace(**{**vars(args), 'workers': 2})).spreads()
   assert distribute.Runner(argparse.Namespace(**{**vars(args), 'cores_per_run': 1})).spreads()
+  if len(os.sched_getaffinity(0)) <= distribute.SMALL_MACHINE_CORES:  # this CPU, and CI's
+    default = argparse.Namespace(**{**vars(args), 'workers': 0})
+    assert not distribute.Runner(default).spreads()  # one at a time: measured as fast here
+    default = argparse.Namespace(**{**vars(args), 'workers': 0})
+    assert distribute.Runner(default, needs_ray=True).spreads()  # early stopping: 1-core trials
 
 
 def test_claim_cores_gives_each_process_its_own(tmp_path, monkeypatch):
