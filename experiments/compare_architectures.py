@@ -3,11 +3,11 @@
     python experiments/compare_architectures.py                    # the default configs, 5 seeds
     python experiments/compare_architectures.py --num_seeds 3 --epochs 2 --set train_split=train[:5000]
 
-Each seed is a run of its own in <workdir>/<config name>/seed_<s>, side by side as Ray tasks
-(experiments/distribute.py); with --workers 1 the seeds of a config train together in one process
-(config.num_seeds, one program) in <workdir>/<config name>, or one after another with
---sequential. A rerun resumes or reuses finished runs. Writes comparison.{csv,json,md}, accuracy.png and
-validation_curves.png to --output. A run with --epochs or --set says so in every table row.
+With --workers 1 (the default on 2 cores or fewer) a config's seeds train together in one process
+(config.num_seeds, one program) in <workdir>/<config name>, or with --sequential one after another
+in <workdir>/<config name>/seed_<s>; otherwise each seed is a run of its own there, side by side as
+Ray tasks (experiments/distribute.py). A rerun resumes or reuses finished runs. Writes
+comparison.{csv,json,md}, accuracy.png and validation_curves.png to --output. A run with --epochs or --set says so in every table row.
 --against adds the rows of an earlier comparison.json (a committed run of the originals, say; a
 suffix :<config name>[,<config name>] picks rows) to the table and the Welch tests without training
 them again; each such row names its file and date.

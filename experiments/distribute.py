@@ -61,9 +61,10 @@ def check_flags(args) -> None:
   from fmnist_jax import errors  # pylint: disable=g-import-not-at-top
   if args.workers < 0:
     raise errors.UserError(f'--workers {args.workers}: give 1 or more, or 0 for as many as fit.')
-  if args.cores_per_run < 0 or args.cores_per_run > len(os.sched_getaffinity(0)) and not args.address:
-    raise errors.UserError(f'--cores_per_run {args.cores_per_run}: this machine has '
-                           f'{len(os.sched_getaffinity(0))} cores; give 1 to that many.')
+  cores = len(os.sched_getaffinity(0))
+  if args.cores_per_run < 0 or (args.cores_per_run > cores and not args.address):
+    raise errors.UserError(f'--cores_per_run {args.cores_per_run}: this machine has {cores} '
+                           'cores; give 1 to that many.')
   if not 0 < args.gpus_per_run <= 1:
     raise errors.UserError(f'--gpus_per_run {args.gpus_per_run}: give a fraction in (0, 1].')
 

@@ -98,7 +98,8 @@ def main(argv=None):
   base = common.load_config(args.config, args.set)
   grid = parse_grid(args.grid)
   plan = []
-  for trial in trials(grid, args.random, args.seed, args.one_at_a_time):  # every trial checked before any trains.
+  # Every trial is checked before any trains.
+  for trial in trials(grid, args.random, args.seed, args.one_at_a_time):
     overrides = [*args.set, *(f'{k}={v}' for k, v in trial.items()),
                  f'num_seeds={args.num_seeds}', f'seed={args.seed}', "test_split=''"]
     plan.append((trial, common.load_config(args.config, overrides)))
