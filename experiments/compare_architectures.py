@@ -1,12 +1,12 @@
 """MLP vs CNN vs BN-CNN (or any configs) over several seeds: mean ± std, 95 % intervals, Welch tests.
 
-    python experiments/compare_architectures.py                    # the default configs, 5 seeds
-    python experiments/compare_architectures.py --num_seeds 3 --epochs 2 --set train_split=train[:5000]
+    python -m experiments.compare_architectures                    # the default configs, 5 seeds
+    python -m experiments.compare_architectures --num_seeds 3 --epochs 2 --set train_split=train[:5000]
 
 With --workers 1 (the default on 2 cores or fewer) a config's seeds train together in one process
 (config.num_seeds, one program) in <workdir>/<config name>, or with --sequential one after another
 in <workdir>/<config name>/seed_<s>; otherwise each seed is a run of its own there, side by side as
-Ray tasks (experiments/distribute.py). A rerun resumes or reuses finished runs. Writes
+Ray tasks (experiments/lib/distribute.py). A rerun resumes or reuses finished runs. Writes
 comparison.{csv,json,md}, accuracy.png and validation_curves.png to --output. A run with --epochs or --set says so in every table row.
 --against adds the rows of an earlier comparison.json (a committed run of the originals, say; a
 suffix :<config name>[,<config name>] picks rows) to the table and the Welch tests without training
@@ -16,15 +16,13 @@ import csv
 import json
 import os
 
-import common  # pylint: disable=g-bad-import-order
-import distribute  # pylint: disable=g-bad-import-order
-
+from experiments.lib import common
+from experiments.lib import distribute
 from fmnist_jax import cli
 from fmnist_jax import config_check
 from fmnist_jax import errors
 from fmnist_jax import files
 from fmnist_jax import provenance
-
 from fmnist_jax import reporting
 
 DEFAULT_CONFIGS = ['configs/mlp.py', 'configs/cnn.py', 'configs/bn_cnn.py']

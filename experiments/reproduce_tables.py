@@ -1,8 +1,8 @@
 """Every model row of the reports in ../shared/reports: the reported test accuracy beside ours.
 
-    python experiments/reproduce_tables.py --workdir ~/fmnist_runs/reproduce_tables   # train, table
-    python experiments/reproduce_tables.py --workdir ~/fmnist_runs/reproduce_tables --status
-    python experiments/reproduce_tables.py --workdir ~/fmnist_runs/reproduce_tables --finished_only
+    python -m experiments.reproduce_tables --workdir ~/fmnist_runs/reproduce_tables   # train, table
+    python -m experiments.reproduce_tables --workdir ~/fmnist_runs/reproduce_tables --status
+    python -m experiments.reproduce_tables --workdir ~/fmnist_runs/reproduce_tables --finished_only
 
 Each row's config (configs/reports/<report>_<model>.py) carries the report's architecture,
 optimizer, rate, batch size, epochs, augmentation, split and reported figure, and how many seeds
@@ -38,14 +38,13 @@ trained with a randomly initialised backbone in <workdir>/<row>_random_backbone 
 import glob
 import os
 
-import common  # pylint: disable=g-bad-import-order
-import distribute  # pylint: disable=g-bad-import-order
-
+from experiments.lib import common
+from experiments.lib import distribute
+from experiments.lib import runs
 from fmnist_jax import cli
+from fmnist_jax import config_check
 from fmnist_jax import errors
 from fmnist_jax import files
-
-from fmnist_jax import config_check
 from fmnist_jax import pretrained
 from fmnist_jax import provenance
 from fmnist_jax import reporting
@@ -135,12 +134,12 @@ def seed_status(row: dict, records: str | None, sequential: bool = True) -> list
   out = []
   for label, run_dir, run_config in common.seed_runs(config, row['workdir'], sequential):
     record = records and os.path.join(records, row['name'], f'{label}.json')
-    result = common.finished_run(run_dir, run_config, record)
+    result = runs.finished_run(run_dir, run_config, record)
     entry = {'run': label.replace('_', ' '), 'epochs': config.num_epochs}
     if result is not None:
       entry.update(state='finished', test_accuracy=result['test_accuracy'])
     else:
-      done = common.epochs_done(run_dir)
+      done = runs.epochs_done(run_dir)
       entry.update(state='in progress' if done else 'not started', epochs_done=done)
     out.append(entry)
   return out
@@ -159,10 +158,10 @@ def other_record(row: dict, other_records: str | None, any_version: bool = False
   if not folder or not os.path.isdir(folder):
     return None
   for path in sorted(glob.glob(os.path.join(folder, '*.json'))):
-    record = common.read_record(path)
+    record = runs.read_record(path)
     results = record['results']
     seeds = common.per_seed(results, 'seed')
-    if (common.is_run_of(config, results, record['config'], SEED_RUNNING_FIELDS, any_version)
+    if (runs.is_run_of(config, results, record['config'], SEED_RUNNING_FIELDS, any_version)
         and len(seeds) >= config.num_seeds and seeds[0] == config.seed):
       run = record['config']
       return dict(results, other_run=(

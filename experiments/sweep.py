@@ -1,8 +1,8 @@
 """Grid or random search over a small spec, ranked by validation accuracy; test only at the end.
 
-    python experiments/sweep.py --config configs/cnn.py \\
+    python -m experiments.sweep --config configs/cnn.py \\
         --grid batch_size=32,64,128 learning_rate=1e-3,5e-4 optimizer=adam,sgd [--random 4]
-    python experiments/sweep.py --config configs/speedrun.py --one_at_a_time \\
+    python -m experiments.sweep --config configs/speedrun.py --one_at_a_time \\
         --grid label_smoothing=0.0 nesterov=False model_args.bn_momentum=0.9
 
 --one_at_a_time measures each option against the config itself (an ablation): the base config is
@@ -18,16 +18,14 @@ import itertools
 import os
 import random
 
-import common  # pylint: disable=g-bad-import-order
-import distribute  # pylint: disable=g-bad-import-order
-import early_stopping  # pylint: disable=g-bad-import-order
-
+from experiments.lib import common
+from experiments.lib import distribute
+from experiments.lib import early_stopping
+from fmnist_jax import checkpoint
 from fmnist_jax import cli
 from fmnist_jax import errors
-from fmnist_jax import files
-
-from fmnist_jax import checkpoint
 from fmnist_jax import evaluate
+from fmnist_jax import files
 from fmnist_jax import input_pipeline
 from fmnist_jax import provenance
 from fmnist_jax import reporting
@@ -79,7 +77,7 @@ def parse_args(argv=None):
                  help='Overrides for every trial (e.g. num_epochs=5 for a quick sweep).')
   p.add_argument('--early_stopping', action='store_true',
                  help='Stop poor trials early on validation accuracy (Ray Tune\'s ASHA; see '
-                      'experiments/early_stopping.py).')
+                      'experiments/lib/early_stopping.py).')
   p.add_argument('--grace_epochs', type=int, default=None,
                  help='With --early_stopping: epochs every trial trains before it may be '
                       'stopped (default: a quarter of the config\'s epochs, at least 1).')

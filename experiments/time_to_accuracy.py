@@ -1,7 +1,7 @@
 """Time to accuracy of every committed config: training seconds and epochs until validation
 accuracy first reaches 0.90, 0.92, 0.93, 0.94, 0.95, and the final test accuracy over seeds.
 
-    python experiments/time_to_accuracy.py      # experiments/results/time_to_accuracy/, docs/results.md
+    python -m experiments.time_to_accuracy      # experiments/results/time_to_accuracy/, docs/results.md
 
 Reads every committed seed record (experiments/results/**/seeds/<config>/seed_<s>.json: the
 `config` and `results` of one seed's run, its history with each epoch's training seconds; also
@@ -15,17 +15,14 @@ from __future__ import annotations
 
 import glob
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-from fmnist_jax import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import files  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import provenance  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import reporting  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import seeds  # pylint: disable=g-import-not-at-top,wrong-import-position
+from fmnist_jax import cli
+from fmnist_jax import files
+from fmnist_jax import provenance
+from fmnist_jax import reporting
+from fmnist_jax import seeds
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results')
 THRESHOLDS = (0.90, 0.92, 0.93, 0.94, 0.95)

@@ -1,6 +1,6 @@
 """Copies the reproduction table's title and its "In short" table into the README's headline.
 
-    python experiments/update_readme_table.py
+    python -m experiments.update_readme_table
 
 Run after `reproduce_tables.py` (or its `--finished_only`) has written
 experiments/results/reproduce_tables/reproduction.md; the README's block between its two markers

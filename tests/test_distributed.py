@@ -1,4 +1,4 @@
-"""Runs as Ray tasks (experiments/distribute.py) on a real local Ray instance, no mocks.
+"""Runs as Ray tasks (experiments/lib/distribute.py) on a real local Ray instance, no mocks.
 
 Every test that starts Ray runs its driver in a network namespace of its own with only the
 loopback interface up (`unshare -n`, root), so no Ray traffic can reach any address but
@@ -12,10 +12,9 @@ import textwrap
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, 'experiments'))
+from experiments.lib import distribute
 
-import distribute  # pylint: disable=g-import-not-at-top,wrong-import-position
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _namespace_works() -> bool:
@@ -34,21 +33,22 @@ needs_namespace = pytest.mark.skipif(not _namespace_works(),
                                      reason='needs `unshare -n` (root) for a loopback-only Ray')
 
 
-def in_loopback_namespace(script: str, tmp_path, timeout: int = 900) -> dict:
-  """Runs a Python driver script in a fresh loopback-only network namespace; its JSON output."""
-  path = tmp_path / 'driver.py'
-  path.write_text(textwrap.dedent(script))
+def in_loopback_namespace(script: str, timeout: int = 900) -> dict:
+  """Runs a Python driver script in a fresh loopback-only network namespace; its JSON output.
+
+  The script runs as `python -c` from the repository root, so `experiments` and `configs` import
+  as they do for `python -m experiments.<script>` there."""
   proc = subprocess.run(
       ['unshare', '-n', 'sh', '-c', 'ip link set lo up && exec "$0" "$@"', sys.executable,
-       str(path)], capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
+       '-c', textwrap.dedent(script)], capture_output=True, text=True, timeout=timeout, cwd=ROOT,
+      check=False)
   assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 DRIVER_HEAD = '''
 import json, os, signal, sys, threading, time, argparse
-sys.path.insert(0, 'experiments')
-import common, distribute
+from experiments.lib import distribute, runs
 from configs import default
 config = default.get_config()
 config.update(model='cnn', data_dir={data_dir!r}, train_split='train[:2000]',
@@ -80,7 +80,7 @@ def killer(workdir):
   pid = int(open(os.path.join(workdir, '.lock')).read())
   os.kill(pid, signal.SIGKILL)
   killed.append(pid)
-  killed.append(common.checkpoint_history(workdir)[0])  # epoch 1 as saved, with its timings
+  killed.append(runs.checkpoint_history(workdir)[0])  # epoch 1 as saved, with its timings
 with distribute.Runner(args) as runner:
   whole = runner.run([(config, {str(tmp_path / 'whole')!r})])[0]
   threading.Thread(target=killer, args=({str(tmp_path / 'killed')!r},), daemon=True).start()
@@ -88,7 +88,7 @@ with distribute.Runner(args) as runner:
 print(json.dumps({{'killed': killed, 'whole': strip(whole), 'resumed': strip(resumed),
                   'first_epoch': resumed['history'][0],
                   'cores': [r['provenance']['cpu_cores'] for r in (whole, resumed)]}}))
-''', tmp_path)
+''')
   assert out['killed'], 'the worker was not killed'
   assert out['cores'] == [1, 1]  # each run pinned to its one core
   assert out['resumed']['epochs'] == 3
@@ -113,7 +113,7 @@ with distribute.Runner(args) as runner:
   two = runner.run([(c, {str(tmp_path)!r} + f'/two_{{i}}') for i, c in enumerate(jobs)])
 print(json.dumps({{'one': strip(one), 'two': strip(two),
                   'cores': [r['provenance']['cpu_cores'] for r in one + two]}}))
-''', tmp_path)
+''')
   assert [r['seed'] for r in out['two']] == [0, 1]
   assert out['one'] == out['two']
   assert out['cores'] == [1, 1, 1, 1]
@@ -148,7 +148,7 @@ def test_claim_cores_gives_each_process_its_own(tmp_path, monkeypatch):
   monkeypatch.setattr(distribute, 'SLOTS', str(tmp_path))
   if len(os.sched_getaffinity(0)) < 2:
     pytest.skip('needs 2 cores')
-  code = ('import sys; sys.path.insert(0, "experiments"); import distribute, time; '
+  code = ('from experiments.lib import distribute; import time; '
           f'distribute.SLOTS = {str(tmp_path)!r}; print(distribute.claim_cores(1), flush=True); '
           'time.sleep(3)')
   a = subprocess.Popen([sys.executable, '-c', code], stdout=subprocess.PIPE, text=True, cwd=ROOT)
@@ -168,9 +168,8 @@ def test_sweep_with_early_stopping_stops_poor_trials_and_reads_test_once(data_di
   schedule, and only the winner's test split is read."""
   out = tmp_path / 'o'
   in_loopback_namespace(f'''
-import json, sys
-sys.path.insert(0, 'experiments')
-import sweep
+import json
+from experiments import sweep
 rows = sweep.main(['--config', 'configs/mlp.py', '--grid', 'learning_rate=0.001,0.3',
                    '--set', 'num_epochs=3', 'train_split=train[:2000]',
                    'validation_split=train[59000:]', 'test_split=test[:500]',
@@ -178,7 +177,7 @@ rows = sweep.main(['--config', 'configs/mlp.py', '--grid', 'learning_rate=0.001,
                    '--early_stopping', '--grace_epochs', '1', '--reduction_factor', '3',
                    '--workers', '1', '--workdir', '{tmp_path / "w"}', '--output', '{out}'])
 print(json.dumps(rows))
-''', tmp_path)
+''')
   ranked = json.loads((out / 'sweep.json').read_text())['ranked']
   by_rate = {r['trial']['learning_rate']: r for r in ranked}
   # One trial at a time, in order: the first sets the rung, the poor second stops there. With 3
@@ -221,7 +220,7 @@ class _SpreadingRunner:
 
 def test_run_rows_hands_every_seed_of_every_row_to_the_runner_at_once(tmp_path):
   """One call with a run per seed (spread), and each row merged from its own seeds, in order."""
-  import common  # pylint: disable=g-import-not-at-top
+  from experiments.lib import common  # pylint: disable=g-import-not-at-top
   rows = []
   for model in ('mlp', 'cnn'):
     config = common.load_config('configs/default.py', [f'model={model}', 'num_seeds=3'],

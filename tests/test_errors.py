@@ -55,13 +55,13 @@ MISTAKES = [
     (['-m', 'fmnist_jax.benchmark', '--models=cnn,resnet'], "unknown model(s) ['resnet']"),
     (['-m', 'fmnist_jax.benchmark', '--models=mlp', '--output={tmp}/no/such/dir/b.json'],
      'is not a writable directory'),
-    (['experiments/compare_architectures.py', '--set', 'batchsize=64', '--workdir', '{tmp}/w'],
+    (['-m', 'experiments.compare_architectures', '--set', 'batchsize=64', '--workdir', '{tmp}/w'],
      "no field 'batchsize'. Did you mean 'batch_size'?"),
-    (['experiments/sweep.py', '--grid', 'learning_rate', '--workdir', '{tmp}/w'],
+    (['-m', 'experiments.sweep', '--grid', 'learning_rate', '--workdir', '{tmp}/w'],
      "--grid item 'learning_rate' is not of the form"),
-    (['experiments/reproduce_tables.py', '--configs', 'configs/cnn.py', '--workdir', '{tmp}/w'],
+    (['-m', 'experiments.reproduce_tables', '--configs', 'configs/cnn.py', '--workdir', '{tmp}/w'],
      'no config.report block'),
-    (['experiments/reproduce_tables.py', '--seeds', '3'], 'unrecognized arguments: --seeds'),
+    (['-m', 'experiments.reproduce_tables', '--seeds', '3'], 'unrecognized arguments: --seeds'),
 ]
 
 

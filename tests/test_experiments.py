@@ -1,24 +1,22 @@
 """The experiment scripts on real slices: seeds tables, report rows, and a sweep that never peeks."""
 import json
 import os
-import sys
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from experiments import compare_architectures
+from experiments import reproduce_tables
+from experiments import sweep
+from experiments import time_to_accuracy
+from experiments import update_readme_table
+from experiments.lib import common
+from experiments.lib import runs
 from fmnist_jax import errors
 from fmnist_jax import input_pipeline
 from fmnist_jax import provenance
 from fmnist_jax import reporting
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                'experiments'))
-import compare_architectures  # pylint: disable=g-import-not-at-top,wrong-import-position
-import reproduce_tables  # pylint: disable=g-import-not-at-top,wrong-import-position
-import sweep  # pylint: disable=g-import-not-at-top,wrong-import-position
-import time_to_accuracy  # pylint: disable=g-import-not-at-top,wrong-import-position
-import update_readme_table  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 TINY = ['train_split=train[:1000]', 'validation_split=train[59000:]', 'progress_bar=off']
 
@@ -69,7 +67,7 @@ def test_compare_architectures_writes_tables_and_plots(data_dir, tmp_path):
 
 def test_compare_against_earlier_rows_trains_nothing_and_tests_them(tmp_path):
   """--against takes committed rows (here two real 5-seed CPU runs) into the table and the tests."""
-  results = os.path.join(reproduce_tables.common.ROOT, 'experiments/results')
+  results = os.path.join(common.ROOT, 'experiments/results')
   originals = os.path.join(results, 'compare_architectures/comparison.json')
   long_cnn = os.path.join(results, 'compare_cnn_crop_long/comparison.json')
   common_args = ['--configs', 'configs/cnn.py', '--finished_only', '--workdir',
@@ -93,7 +91,7 @@ def test_compare_against_earlier_rows_trains_nothing_and_tests_them(tmp_path):
 
 
 def test_reproduce_tables_labels_shortened_rows(data_dir, tmp_path):
-  config = os.path.join(reproduce_tables.common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
+  config = os.path.join(common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
   rows = reproduce_tables.main(['--configs', config, '--num_seeds', '2', '--max_epochs', '1',
                                 '--set', f'data_dir={data_dir}', 'progress_bar=off',
                                 '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')])
@@ -108,7 +106,7 @@ def test_mobilenetv2_row_without_imagenet_weights_says_not_pretrained(data_dir, 
                                                                      monkeypatch):
   monkeypatch.setenv('KERAS_HOME', str(tmp_path / 'empty_keras_home'))
   monkeypatch.setattr(input_pipeline, 'host_reachable', lambda url, timeout=3.0: False)
-  config = os.path.join(reproduce_tables.common.ROOT,
+  config = os.path.join(common.ROOT,
                         'configs/reports/keras_mobilenetv2_90_31_transfer.py')
   common_args = ['--configs', config, '--num_seeds', '1', '--max_epochs', '1', '--set',
                  f'data_dir={data_dir}', 'progress_bar=off', 'train_split=train[:320]',
@@ -131,9 +129,9 @@ def test_every_report_config_loads_with_its_reported_figure():
   for path in reproduce_tables.REPORT_CONFIGS:
     # (The transfer row's ImageNet file is not on a fresh machine; its own tests cover that.)
     overrides = ['backbone.weights=random'] if 'transfer' in path else []
-    config = reproduce_tables.common.load_config(path, overrides)
+    config = common.load_config(path, overrides)
     assert config.report.title and config.report.file.endswith('.md')
-  small = reproduce_tables.common.load_config(
+  small = common.load_config(
       [p for p in reproduce_tables.REPORT_CONFIGS if 'mobilenetv2_90_31_cnn' in p][0])
   assert small.model == 'small_cnn' and small.report.reported_test_accuracy == 0.9021
 
@@ -210,11 +208,11 @@ def _fake_run(run_dir, config, test_accuracy, epochs=None, version=provenance.RE
 
 
 def test_records_of_older_code_are_not_reused_and_a_table_labels_them(tmp_path, capsys):
-  config = os.path.join(reproduce_tables.common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
+  config = os.path.join(common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
   argv = ['--configs', config, '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
   (row,) = reproduce_tables.plan(reproduce_tables.parse_args(argv))
-  runs = reproduce_tables.common.seed_runs(row['config'], row['workdir'])
-  for (label, _, run_config), accuracy in zip(runs, [0.880, 0.882, 0.879, 0.884, 0.881]):
+  planned = common.seed_runs(row['config'], row['workdir'])
+  for (label, _, run_config), accuracy in zip(planned, [0.880, 0.882, 0.879, 0.884, 0.881]):
     results = _fake_run(tmp_path / 'old' / label, run_config, accuracy, version=1)
     record = tmp_path / 'o' / 'seeds' / 'pytorch_ann_vs_cnn_90_ann' / f'{label}.json'
     record.parent.mkdir(parents=True, exist_ok=True)
@@ -230,7 +228,7 @@ def test_records_of_older_code_are_not_reused_and_a_table_labels_them(tmp_path, 
   assert 'SOME ROWS FROM OLDER CODE' in md.splitlines()[0]
 
   # Today's seeds, once some have finished, replace the older ones (never merged with them).
-  for (label, run_dir, run_config), accuracy in zip(runs[:3], [0.870, 0.872, 0.871]):
+  for (label, run_dir, run_config), accuracy in zip(planned[:3], [0.870, 0.872, 0.871]):
     _fake_run(run_dir, run_config, accuracy, final_test_accuracy=0.84)
   (new,) = reproduce_tables.main(argv + ['--finished_only'])
   assert new['per_seed_test_accuracy'] == [0.870, 0.872, 0.871]
@@ -250,13 +248,13 @@ def _fake_checkpoint(run_dir, epochs_done, step):
 
 
 def test_status_view_and_records_on_synthetic_runs(tmp_path, capsys):
-  config = os.path.join(reproduce_tables.common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
+  config = os.path.join(common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
   argv = ['--configs', config, '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
   (row,) = reproduce_tables.plan(reproduce_tables.parse_args(argv))
   assert row['config'].num_seeds == 5  # the row's own seed count
-  runs = reproduce_tables.common.seed_runs(row['config'], row['workdir'])
-  assert [label for label, _, _ in runs] == [f'seed_{s}' for s in range(5)]
-  (_, dir0, config0), (_, dir1, config1), (_, dir2, _), (_, dir3, config3) = runs[:4]
+  planned = common.seed_runs(row['config'], row['workdir'])
+  assert [label for label, _, _ in planned] == [f'seed_{s}' for s in range(5)]
+  (_, dir0, config0), (_, dir1, config1), (_, dir2, _), (_, dir3, config3) = planned[:4]
   _fake_run(dir0, config0, 0.881)
   _fake_checkpoint(dir1, 3, 2250)
   _fake_checkpoint(dir1, 4, 3000)  # the newest checkpoint counts
@@ -266,7 +264,7 @@ def test_status_view_and_records_on_synthetic_runs(tmp_path, capsys):
   _fake_run(dir3, short, 0.6)  # a run of another schedule is not this row's
   record = tmp_path / 'o' / 'seeds' / 'pytorch_ann_vs_cnn_90_ann' / 'seed_4.json'
   record.parent.mkdir(parents=True)
-  config4 = runs[4][2]
+  config4 = planned[4][2]
   results4 = _fake_run(tmp_path / 'elsewhere', config4, 0.884)
   record.write_text(json.dumps({'config': json.loads(config4.to_json_best_effort()),
                                 'results': results4}))
@@ -320,7 +318,7 @@ def _record(path, config, per_seed_accuracy, **changes):
 
 
 def test_other_records_complete_a_row_only_with_the_same_recipe(tmp_path, capsys):
-  config = os.path.join(reproduce_tables.common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
+  config = os.path.join(common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
   other = tmp_path / 'gpu' / 'pytorch_ann_vs_cnn_90_ann'
   argv = ['--configs', config, '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o'),
           '--other_records', str(tmp_path / 'gpu'), '--finished_only']
@@ -341,7 +339,7 @@ def test_other_records_complete_a_row_only_with_the_same_recipe(tmp_path, capsys
   assert '5 seeds finished on GPU (NVIDIA H100 80GB HBM3)' in capsys.readouterr().out
 
   # The row's own seeds, once all finished, come first.
-  for label, run_dir, run_config in reproduce_tables.common.seed_runs(row['config'],
+  for label, run_dir, run_config in common.seed_runs(row['config'],
                                                                       row['workdir']):
     _fake_run(run_dir, run_config, 0.87)
   (table_row,) = reproduce_tables.main(argv)
@@ -350,7 +348,7 @@ def test_other_records_complete_a_row_only_with_the_same_recipe(tmp_path, capsys
 
 
 def test_a_damaged_seed_record_is_one_error_naming_it(tmp_path):
-  config = os.path.join(reproduce_tables.common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
+  config = os.path.join(common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
   argv = ['--configs', config, '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o'),
           '--finished_only']
   record = tmp_path / 'o' / 'seeds' / 'pytorch_ann_vs_cnn_90_ann' / 'seed_0.json'
@@ -365,27 +363,26 @@ def test_a_damaged_seed_record_is_one_error_naming_it(tmp_path):
   # A damaged results.json of a run in the workdir is not a finished run (running it rebuilds it).
   record.unlink()
   (row,) = reproduce_tables.plan(reproduce_tables.parse_args(argv))
-  (_, run_dir, run_config) = reproduce_tables.common.seed_runs(row['config'], row['workdir'])[0]
+  (_, run_dir, run_config) = common.seed_runs(row['config'], row['workdir'])[0]
   _fake_run(run_dir, run_config, 0.88)
   with open(os.path.join(run_dir, 'results.json'), 'w') as f:
     f.write('{"model": "mlp", "epo')
-  assert reproduce_tables.common.finished_run(run_dir, run_config) is None
+  assert runs.finished_run(run_dir, run_config) is None
 
 
 def test_a_run_dir_of_an_older_results_version_is_moved_aside_and_trained_again(tmp_path,
                                                                                 monkeypatch):
-  config = reproduce_tables.common.load_config('configs/mlp.py', validate=False)
+  config = common.load_config('configs/mlp.py', validate=False)
   old_dir, new_dir = tmp_path / 'old', tmp_path / 'new'
   _fake_run(old_dir, config, 0.88, version=1)
   _fake_run(new_dir, config, 0.89)
-  common = reproduce_tables.common
-  assert common.older_results_version(str(old_dir)) == 1
-  assert common.older_results_version(str(new_dir)) is None
-  assert common.older_results_version(str(tmp_path / 'absent')) is None
+  assert runs.older_results_version(str(old_dir)) == 1
+  assert runs.older_results_version(str(new_dir)) is None
+  assert runs.older_results_version(str(tmp_path / 'absent')) is None
   trained = []
-  monkeypatch.setattr(common.train, 'train_and_evaluate',
+  monkeypatch.setattr(runs.train, 'train_and_evaluate',
                       lambda c, w, **kw: trained.append(w) or {'workdir': w})
-  common.run(config, str(old_dir))
+  runs.run(config, str(old_dir))
   assert trained == [str(old_dir)] and not old_dir.exists()  # trained afresh by today's code
   assert json.load(open(tmp_path / 'old.results_v1' / 'results.json'))['test_accuracy'] == 0.88
 
@@ -428,8 +425,8 @@ def test_one_at_a_time_trials_are_the_base_and_each_value_alone():
 
 
 def test_set_reaches_a_models_own_fields_and_names_the_wrong_ones():
-  config = reproduce_tables.common.load_config(
+  config = common.load_config(
       'configs/speedrun.py', ['model_args.bn_momentum=0.9'], validate=False)
   assert config.model_args.bn_momentum == 0.9
   with pytest.raises(errors.ConfigError, match='no field .bogus.; its fields: widths'):
-    reproduce_tables.common.load_config('configs/speedrun.py', ['model_args.bogus=1'])
+    common.load_config('configs/speedrun.py', ['model_args.bogus=1'])

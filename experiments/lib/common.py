@@ -1,34 +1,29 @@
-"""What the experiment scripts share: loading configs, training them over seeds, the machine line.
+"""What the experiment scripts share: loading configs, training rows of seeds, the machine line.
 
 Training goes through `fmnist_jax.train.train_and_evaluate` with `config.num_seeds` (the seeds of one
 config trained together in one process), so every run is an ordinary workdir: checkpoints, resume,
 TensorBoard, and a per-seed test report under workdir/seed_<s>/.
 """
 import ast
-import json
 import os
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)  # `configs` imports as it does for `python -m fmnist_jax.main`.
+import numpy as np
 
-import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
+from experiments.lib import distribute
+from experiments.lib import runs as runs_lib
+from fmnist_jax import cli
+from fmnist_jax import config_check
+from fmnist_jax import defaults
+from fmnist_jax import errors
+from fmnist_jax import files
+from fmnist_jax import models
+from fmnist_jax import provenance
+from fmnist_jax import reporting
+from fmnist_jax import results as results_lib
+from fmnist_jax import seeds
+from fmnist_jax import workdir as workdir_lib
 
-import distribute  # pylint: disable=g-import-not-at-top,wrong-import-position  (no JAX in it)
-from fmnist_jax import cli  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import config_check  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import defaults  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import errors  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import files  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import models  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import provenance  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import reporting  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import results as results_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import seeds  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import train  # pylint: disable=g-import-not-at-top,wrong-import-position
-from fmnist_jax import workdir as workdir_lib  # pylint: disable=g-import-not-at-top,wrong-import-position
-
-provenance.code()  # the code this script runs, read before any run starts (it is cached)
+ROOT = distribute.ROOT  # the repository root (configs/, experiments/results/)
 
 
 def load_config(path: str, overrides: list[str] = (), validate: bool = True):
@@ -78,36 +73,6 @@ def config_name(path: str) -> str:
   return os.path.splitext(os.path.basename(path))[0]
 
 
-def run(config, workdir: str, on_epoch=None) -> dict:
-  """Trains (or resumes, or just reads) the run in `workdir`. A run there made by another results
-  version is first moved aside to <workdir>.results_v<N> (kept; its numbers are not today's).
-  `on_epoch`: see train.train_and_evaluate."""
-  older = older_results_version(workdir)
-  if older is not None:
-    aside = f'{workdir}.results_v{older}'
-    while os.path.exists(aside):
-      aside += '_'
-    os.rename(workdir, aside)
-    print(f'{workdir} held a run of results version {older}; moved to {aside} and trained '
-          f'again by today\'s code (results version {provenance.RESULTS_VERSION}).', flush=True)
-  return train.train_and_evaluate(config, workdir, on_epoch=on_epoch)
-
-
-def older_results_version(run_dir: str) -> int | None:
-  """The results version of the run in `run_dir` when it is not today's (None: today's or none),
-  from its results.json or its newest checkpoint."""
-  results = _read_json(os.path.join(run_dir, 'results.json'))
-  if results is None:
-    root = os.path.join(run_dir, 'checkpoints')
-    steps = sorted((int(d) for d in (os.listdir(root) if os.path.isdir(root) else ())
-                    if d.isdigit()), reverse=True)
-    results = steps and _read_json(os.path.join(root, str(steps[0]), 'meta', 'metadata'))
-  if not isinstance(results, dict):
-    return None
-  version = provenance.results_version(results)
-  return None if version == provenance.RESULTS_VERSION else version
-
-
 def seed_runs(config, workdir: str, sequential: bool = True):
   """(label, run directory, run config) of each run a row needs.
 
@@ -125,82 +90,6 @@ def seed_runs(config, workdir: str, sequential: bool = True):
     one.seed, one.num_seeds = seed, 1
     runs.append((f'seed_{seed}', os.path.join(workdir, f'seed_{seed}'), one))
   return runs
-
-
-def _read_json(path: str, record: bool = False, required: tuple[str, ...] = ()):
-  """A run's own file (results.json, config.json, a checkpoint's meta) or, with `record`, a seed
-  record; None if absent. A damaged run file reads as None (the run rebuilds it when it is run
-  again); a damaged record is a one-line error naming it (records are committed: restore it)."""
-  try:
-    return files.read_json(path, 'delete it to train that seed again, or restore it (git '
-                           f'checkout -- {path}).', required)
-  except errors.DamagedFileError:
-    if record:
-      raise
-    return None
-
-
-def read_record(path: str) -> dict | None:
-  """A seed record ({'config', 'results'}); None if absent, a one-line error if damaged."""
-  return _read_json(path, record=True, required=('config', 'results'))
-
-
-def finished_run(run_dir: str, config, record: str | None = None,
-                 any_version: bool = False) -> dict | None:
-  """results.json of a finished run of `config` in `run_dir`, else of its record file, else None.
-
-  A run or record made under another config (fields other than config_check.NOT_COMPARED), or by
-  code of another results version (unless `any_version`, for labeled tables), is not used.
-  """
-  kept = read_record(record) if record else None
-  for results, used_config in (
-      (_read_json(os.path.join(run_dir, 'results.json'), required=results_lib.REQUIRED),
-       lambda: _read_json(os.path.join(run_dir, 'config.json'))),
-      (kept and kept['results'], lambda: kept['config'])):
-    if (results is not None and used_config() is not None
-        and is_run_of(config, results, used_config(), any_version=any_version)):
-      return results
-  return None
-
-
-def is_run_of(config, results: dict, used_config: dict, may_differ: tuple[str, ...] = (),
-              any_version: bool = False) -> bool:
-  """Whether `results`, trained under `used_config`, are a finished run of `config` by today's code
-  (its results version; any with `any_version`).
-
-  Fields in `may_differ` (and config_check.NOT_COMPARED) may differ.
-  """
-  wanted = json.loads(config.to_json_best_effort())
-  differences = [d for d in config_check.config_differences(used_config, wanted)
-                 if d.split(':')[0] not in may_differ]
-  today = any_version or provenance.results_version(results) == provenance.RESULTS_VERSION
-  return today and results['epochs'] >= config.num_epochs and not differences
-
-
-def keep_record(run_dir: str, record: str, results: dict) -> None:
-  """Copies a finished run's config and results to `record` (written whole, then renamed)."""
-  config = _read_json(os.path.join(run_dir, 'config.json'))
-  if config is None or _read_json(record) == {'config': config, 'results': results}:
-    return
-  os.makedirs(os.path.dirname(record), exist_ok=True)
-  write_json(record, {'config': config, 'results': results})
-
-
-def epochs_done(run_dir: str) -> int:
-  """Epochs in the newest checkpoint of `run_dir` (0 without one); reads no arrays."""
-  return len(checkpoint_history(run_dir))
-
-
-def checkpoint_history(run_dir: str) -> list[dict]:
-  """The history (one entry per epoch) in the newest checkpoint of `run_dir`; reads no arrays."""
-  root = os.path.join(run_dir, 'checkpoints')
-  steps = sorted((int(d) for d in (os.listdir(root) if os.path.isdir(root) else ())
-                  if d.isdigit()), reverse=True)
-  for step in steps:
-    meta = _read_json(os.path.join(root, str(step), 'meta', 'metadata'), required=('history',))
-    if meta is not None and isinstance(meta['history'], list):
-      return meta['history']
-  return []
 
 
 def run_seeds(config, workdir: str, sequential: bool = False, finished_only: bool = False,
@@ -231,12 +120,12 @@ def run_rows(rows, finished_only: bool = False, any_version: bool = False,
     for label, run_dir, run_config in seed_runs(config, workdir, sequential or spread):
       record = records and os.path.join(records, f'{label}.json')
       plan.append({'run_dir': run_dir, 'config': run_config, 'record': record,
-                   'result': finished_run(run_dir, run_config, record, any_version)})
+                   'result': runs_lib.finished_run(run_dir, run_config, record, any_version)})
     plans.append(plan)
   def keep(p):  # the record of a run finished in its workdir (now, or before this call)
     if p['result'] is not None and p['record'] and os.path.exists(
         os.path.join(p['run_dir'], 'results.json')):
-      keep_record(p['run_dir'], p['record'], p['result'])
+      runs_lib.keep_record(p['run_dir'], p['record'], p['result'])
   missing = [p for plan in plans for p in plan if p['result'] is None]
   for p in (p for plan in plans for p in plan if p['result'] is not None):
     keep(p)

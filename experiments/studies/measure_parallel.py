@@ -1,6 +1,6 @@
 """Wall time of the experiment scripts one run at a time and side by side (issue 31's figures).
 
-    python experiments/measure_parallel.py --workdir ~/runs/parallel
+    python -m experiments.studies.measure_parallel --workdir ~/runs/parallel
 
 1. The same comparison (2 configs × 4 seeds, shortened) three ways: `--workers 1` (one run at a
    time on all cores, no Ray), `--workers 1 --cores_per_run 1` (Ray, one 1-core run at a time) and
@@ -20,15 +20,14 @@ import subprocess
 import sys
 import time
 
-import common  # pylint: disable=g-bad-import-order
-
+from experiments.lib import common
 from fmnist_jax import files
 from fmnist_jax import provenance
 from fmnist_jax import reporting
 
-COMPARE = ['experiments/compare_architectures.py', '--configs', 'configs/mlp.py', 'configs/cnn.py',
+COMPARE = ['-m', 'experiments.compare_architectures', '--configs', 'configs/mlp.py', 'configs/cnn.py',
            '--num_seeds', '4', '--epochs', '5', '--sequential']
-SWEEP = ['experiments/sweep.py', '--config', 'configs/cnn.py', '--grid',
+SWEEP = ['-m', 'experiments.sweep', '--config', 'configs/cnn.py', '--grid',
          'learning_rate=0.001,0.01,0.0003,0.003', 'batch_size=128,64,256', '--set', 'num_epochs=9']
 COMPARE_WAYS = {'one at a time, all cores, no Ray': ['--workers', '1'],
                 'Ray, 1 worker of 1 core': ['--workers', '1', '--cores_per_run', '1'],
@@ -101,7 +100,7 @@ def markdown(out: dict) -> str:
   lines = ['# Runs one at a time and side by side', '',
            f'Machine: {common.machine_line(out["machine"])}. Code: '
            f'{provenance.code_line(out["provenance"])}. Written by '
-           '`python experiments/measure_parallel.py`; every command from an empty workdir.', '']
+           '`python -m experiments.studies.measure_parallel`; every command from an empty workdir.', '']
   compare = out['compare']
   if compare:
     first = next(iter(compare.values()))

@@ -1,6 +1,6 @@
 """How fast can configs/cnn.py train here at most? The sum of its matrix kernels alone.
 
-    python experiments/cnn_kernel_floor.py [--batch_size 128]
+    python -m experiments.studies.cnn_kernel_floor [--batch_size 128]
 
 Times, in isolation and jitted, every convolution and dense product that one train step of the
 `cnn` model must run (forward, input gradient where one is needed, weight gradient), as XLA runs
@@ -16,12 +16,11 @@ import json
 import os
 import time
 
-import common  # pylint: disable=g-bad-import-order
-
 import jax
 import jax.numpy as jnp
 import optax
 
+from experiments.lib import common
 from fmnist_jax import ops
 
 

@@ -1,6 +1,6 @@
 """Validation accuracy of a run's best variables under every test-time augmentation (config.tta).
 
-    python experiments/tta_on_validation.py --workdir ~/runs/ablate_speedrun/base \\
+    python -m experiments.studies.tta_on_validation --workdir ~/runs/ablate_speedrun/base \\
         --output experiments/results/ablate_speedrun/tta.md
 
 TTA changes no training, so one run measures all of its options; only the validation split is
@@ -9,8 +9,7 @@ read (the choice of a recipe's TTA is made there, like every other choice).
 import argparse
 import os
 
-import common  # pylint: disable=g-bad-import-order
-
+from experiments.lib import common
 from fmnist_jax import augment
 from fmnist_jax import checkpoint
 from fmnist_jax import evaluate

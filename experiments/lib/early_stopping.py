@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-import distribute  # pylint: disable=g-bad-import-order
+from experiments.lib import distribute
 
 
 STOPPED = 'stopped_early.json'  # in a trial's workdir: ASHA stopped it (kept for reruns)
@@ -24,7 +24,7 @@ STOPPED = 'stopped_early.json'  # in a trial's workdir: ASHA stopped it (kept fo
 def _trial(params, configs, workdirs, cores, gpu_fraction):
   """One trial in a fresh actor: its cores, then JAX, then the run reporting each epoch."""
   distribute.prepare_process(cores, gpu_fraction)
-  import common  # pylint: disable=g-import-not-at-top  (imports JAX: after the pinning)
+  from experiments.lib import runs  # pylint: disable=g-import-not-at-top  (JAX: after the pinning)
   from ray import tune  # pylint: disable=g-import-not-at-top
   i = params['trial']
   def report(entry):
@@ -32,7 +32,7 @@ def _trial(params, configs, workdirs, cores, gpu_fraction):
     # results.json, and the trial has nothing left to save.
     if entry['epoch'] < configs[i].num_epochs:
       tune.report({'validation_accuracy': entry['validation_accuracy'], 'epoch': entry['epoch']})
-  common.run(configs[i], workdirs[i], on_epoch=report)
+  runs.run(configs[i], workdirs[i], on_epoch=report)
 
 
 def run(runner, configs: list, workdirs: list[str], args) -> list[dict]:
@@ -42,9 +42,9 @@ def run(runner, configs: list, workdirs: list[str], args) -> list[dict]:
   A rerun trains only the trials neither finished nor stopped (ASHA's rungs then hold only their
   reports, not those of the trials of the first sitting).
   """
-  import common  # pylint: disable=g-import-not-at-top
+  from experiments.lib import runs  # pylint: disable=g-import-not-at-top
   todo = [i for i, (c, w) in enumerate(zip(configs, workdirs))
-          if not os.path.exists(os.path.join(w, STOPPED)) and common.finished_run(w, c) is None]
+          if not os.path.exists(os.path.join(w, STOPPED)) and runs.finished_run(w, c) is None]
   if todo:
     _tune(runner, configs, workdirs, todo, args)
   return [outcome(c, w) for c, w in zip(configs, workdirs)]
@@ -94,12 +94,12 @@ def _tune(runner, configs, workdirs, todo, args) -> None:
 
 def outcome(config, workdir: str) -> dict:
   """A trial's results.json if it finished, else (ASHA stopped it) its best validation epoch."""
-  import common  # pylint: disable=g-import-not-at-top
+  from experiments.lib import runs  # pylint: disable=g-import-not-at-top
   from fmnist_jax import errors  # pylint: disable=g-import-not-at-top
-  results = common.finished_run(workdir, config)
+  results = runs.finished_run(workdir, config)
   if results is not None:
     return results
-  history = common.checkpoint_history(workdir)
+  history = runs.checkpoint_history(workdir)
   if not os.path.exists(os.path.join(workdir, STOPPED)) or not history:
     raise errors.UserError(f'the sweep stopped before the trial in {workdir} finished '
                            '(interrupted?); run the same command to continue it.')

@@ -29,8 +29,7 @@ import sys
 import time
 import warnings
 
-EXPERIMENTS = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(EXPERIMENTS)
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLOTS = os.path.join('/tmp', f'fmnist_jax_core_slots_{os.getuid()}')
 MEMORY_PER_RUN = 2 << 30  # bytes a CPU run may take (a run of these models holds about 1 GB)
 # On this many cores or fewer the default is one run at a time on all of them: on the 2-core CPU
@@ -138,8 +137,8 @@ class Runner:
     # threaded process; Python's warning about fork with JAX's threads does not apply.
     warnings.filterwarnings('ignore', message=r'os\.fork\(\) was called', category=RuntimeWarning)
     env = {'env_vars': {
-        'PYTHONPATH': os.pathsep.join(
-            [ROOT, EXPERIMENTS, *filter(None, [os.environ.get('PYTHONPATH')])]),
+        # Workers import experiments.lib and configs/ from the repository root.
+        'PYTHONPATH': os.pathsep.join([ROOT, *filter(None, [os.environ.get('PYTHONPATH')])]),
         'RAY_CHDIR_TO_TRIAL_DIR': '0',  # Tune trials keep the driver's directory (relative paths)
     }}
     if self.args.address:
@@ -176,10 +175,10 @@ class Runner:
 
 def one_at_a_time(jobs: list[tuple], on_result=None) -> list[dict]:
   """Runner.run without Ray: the jobs one after another in this process, on all its cores."""
-  import common  # pylint: disable=g-import-not-at-top
+  from experiments.lib import runs  # pylint: disable=g-import-not-at-top  (imports JAX)
   out = []
   for i, (config, workdir) in enumerate(jobs):
-    out.append(common.run(config, workdir))
+    out.append(runs.run(config, workdir))
     if on_result:
       on_result(i, out[-1])
   return out
@@ -205,8 +204,8 @@ def task_error(e: Exception, workdir: str) -> Exception:
 def _run_task(config, workdir: str, cores: int, gpu_fraction: float) -> dict:
   """One run in a fresh worker process (max_calls=1): its cores first, then JAX."""
   prepare_process(cores, gpu_fraction)
-  import common  # pylint: disable=g-import-not-at-top  (imports JAX: after the pinning)
-  return common.run(config, workdir)
+  from experiments.lib import runs  # pylint: disable=g-import-not-at-top  (JAX: after the pinning)
+  return runs.run(config, workdir)
 
 
 def prepare_process(cores: int, gpu_fraction: float) -> None:
