@@ -1,10 +1,10 @@
 """On-device augmentation, traced into the jitted train step, found by name in one registry.
 
 Each augmentation is registered with the `config.augment` fields it reads and their defaults (off),
-a check of their values, and a function of (images, key, fields). `augment` applies the enabled
-ones in registration order, each with its own random stream (`streams.augment_keys`: the i-th
-registered augmentation gets child i of the step's augment key), so turning one on leaves the
-others' streams as they were. Whatever is disabled is not traced at all: a disabled augmentation
+a check of their values (which sees all of them together), and a function of (images, key,
+fields). `augment` applies the enabled ones in registration order, each with its own random stream
+keyed by its name (`streams.named_keys`), so turning one on, or registering one anywhere, leaves
+the others' streams as they were. Whatever is disabled is not traced at all: a disabled augmentation
 costs nothing and returns the images unchanged. Adding one is one `register` call (see
 docs/extending.md); `defaults.get_config()` and `config_check.validate_config` read this registry.
 
@@ -32,11 +32,12 @@ ERASE_ASPECT = (0.3, 1 / 0.3)
 @dataclasses.dataclass(frozen=True)
 class Augmentation:
   """A registered augmentation: its stream name, its config.augment fields -> (default, help),
-  the function, and a check that returns what is wrong with a field's value (None: fine)."""
+  the function, and a check of all its fields' values that returns (field, what is wrong) or
+  None."""
   name: str
   fields: dict[str, tuple[Any, str]]
   apply: Callable[[jax.Array, jax.Array, dict[str, Any]], jax.Array]
-  check: Callable[[str, Any], str | None]
+  check: Callable[[dict[str, Any]], tuple[str, str] | None]
 
   def values(self, cfg: Any) -> dict[str, Any]:
     return {f: cfg.get(f, default) for f, (default, _) in self.fields.items()}
@@ -48,12 +49,25 @@ class Augmentation:
 AUGMENTATIONS: dict[str, Augmentation] = {}  # in registration order: the order they are applied
 
 
+def each_field(check: Callable[[str, Any], str | None]):
+  """A check of all fields from a check of one field's value."""
+  def check_all(values: dict[str, Any]) -> tuple[str, str] | None:
+    for field, value in values.items():
+      problem = check(field, value)
+      if problem:
+        return field, problem
+    return None
+  return check_all
+
+
 def register(name: str, fields: dict[str, tuple[Any, str]],
-             check: Callable[[str, Any], str | None] = lambda field, value: None):
+             check: Callable[[dict[str, Any]], tuple[str, str] | None] = lambda values: None):
   """Decorator: registers fn(images, key, values) -> images as augmentation `name`.
 
   `images` are floats in [0, 1], (N, H, W, 1); `values` maps each of `fields` to the config's
   value; the result must keep the shape (values outside [0, 1] are clipped after the last one).
+  `check(values)` sees all of the augmentation's fields together and returns (field, what is
+  wrong) or None (`each_field` makes one from a check of a single value).
   """
   def decorate(fn):
     if name in AUGMENTATIONS or any(f in fields_of_all() for f in fields):
@@ -76,7 +90,7 @@ def augment(images: jax.Array, key: jax.Array, cfg: Any) -> jax.Array:
   """Augments a float batch (N, H, W, 1) with values in [0, 1]; returns the same shape and range."""
   if not is_enabled(cfg):
     return images
-  keys = streams.augment_keys(key, tuple(AUGMENTATIONS))
+  keys = streams.named_keys(key, AUGMENTATIONS)
   for name, a in AUGMENTATIONS.items():
     if a.enabled(cfg):
       images = a.apply(images, keys[name], a.values(cfg))
@@ -121,7 +135,7 @@ def _warp_one(image: jax.Array, key: jax.Array, cfg: dict[str, Any]) -> jax.Arra
     'shift': (0.0, 'max shift as a fraction of the side (Keras width/height_shift_range)'),
     'rotation': (0.0, 'max rotation in degrees'),
     'zoom': (0.0, 'zoom in [1 - zoom, 1 + zoom], rows and columns independently'),
-    'shear': (0.0, 'max shear in degrees')}, check=_non_negative)
+    'shear': (0.0, 'max shear in degrees')}, check=each_field(_non_negative))
 def warp(images: jax.Array, key: jax.Array, cfg: dict[str, Any]) -> jax.Array:
   """One random affine warp per image."""
   image_keys = jax.random.split(key, images.shape[0])
@@ -129,7 +143,8 @@ def warp(images: jax.Array, key: jax.Array, cfg: dict[str, Any]) -> jax.Array:
 
 
 @register('flip', fields={'flip': (False, 'random horizontal flip')},
-          check=lambda field, value: None if isinstance(value, bool) else 'it is True or False')
+          check=each_field(lambda field, value: None if isinstance(value, bool)
+                           else 'it is True or False'))
 def flip(images: jax.Array, key: jax.Array, cfg: dict[str, Any]) -> jax.Array:
   del cfg
   flipped = jax.random.bernoulli(key, 0.5, (images.shape[0], 1, 1, 1))
@@ -137,14 +152,15 @@ def flip(images: jax.Array, key: jax.Array, cfg: dict[str, Any]) -> jax.Array:
 
 
 @register('crop', fields={'crop': (0, 'pad by this many pixels and crop back at a random offset')},
-          check=lambda field, value: None if isinstance(value, int) and value >= 0 else
-          'it is a padding in pixels: an integer, 0 or more')
+          check=each_field(lambda field, value: None if isinstance(value, int) and value >= 0
+                           else 'it is a padding in pixels: an integer, 0 or more'))
 def crop(images: jax.Array, key: jax.Array, cfg: dict[str, Any]) -> jax.Array:
   return random_crop(images, key, int(cfg['crop']))
 
 
 @register('erase', fields={'erase': (0.0, 'random erasing: the probability per image')},
-          check=lambda field, value: None if 0 <= value <= 1 else 'it is a probability, in [0, 1]')
+          check=each_field(lambda field, value: None if 0 <= value <= 1
+                           else 'it is a probability, in [0, 1]'))
 def erase(images: jax.Array, key: jax.Array, cfg: dict[str, Any]) -> jax.Array:
   return random_erase(images, key, float(cfg['erase']))
 
@@ -182,7 +198,7 @@ def random_erase(images: jax.Array, key: jax.Array, probability: float) -> jax.A
 
 
 # Test-time augmentation (config.tta): the views whose class probabilities are averaged
-# (evaluate.Evaluator); deterministic, and no view at all when off.
+# (evaluator.Evaluator); deterministic, and no view at all when off.
 TTA = {
     '': ((False, 0),),
     'flip': ((False, 0), (True, 0)),

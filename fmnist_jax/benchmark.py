@@ -18,18 +18,18 @@ from ml_collections import config_flags
 
 from fmnist_jax import augment
 from fmnist_jax import baselines  # imports PyTorch and Keras only when they run.
+from fmnist_jax import build
 from fmnist_jax import cli
 from fmnist_jax import config_check
 from fmnist_jax import errors
+from fmnist_jax import evaluator
 from fmnist_jax import files
-from fmnist_jax import evaluate
 from fmnist_jax import models
 from fmnist_jax import parallel
 from fmnist_jax import reporting
-from fmnist_jax import seeds
 from fmnist_jax import state as state_lib
+from fmnist_jax import step as step_lib
 from fmnist_jax import streams
-from fmnist_jax import train
 
 DEFAULT_CONFIG = 'configs/default.py'
 config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Base config; model is set per row.')
@@ -62,49 +62,47 @@ def _peak_memory() -> dict:
 
 
 def time_training(config, augment: dict, steps: int, warmup: int):
-  """(compile seconds, images/s) of the jitted train step with the given augmentation."""
+  """(compile seconds, images/s) of the training's own step (`step.Stepper`) with the given
+  augmentation, on random images held on the device."""
   config = ml_collections.ConfigDict(config.to_dict())
   config.augment.update(augment)
   mesh = parallel.create_mesh()
-  batch = config.batch_size
-  k = config.steps_per_dispatch
+  batch, k = config.batch_size, config.steps_per_dispatch
   n = batch * 16 * k
   rng = np.random.default_rng(0)
-  images, labels, perm = parallel.replicate(
+  images, labels = parallel.replicate(
       (rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
-       rng.integers(0, 10, (n,)).astype(np.int32), np.arange(n, dtype=np.int32)), mesh)
-  model = state_lib.create_model(config)
-  state = parallel.replicate(state_lib.create_train_states(config, model, steps), mesh)
-  num_seeds = len(seeds.of(config))
-  totals = parallel.replicate(state_lib.empty_totals(num_seeds), mesh)
-  perm = jax.numpy.stack([perm] * num_seeds)
-  key = jax.vmap(lambda s: streams.step_root(streams.seed_key(s)))(
-      jax.numpy.array(seeds.of(config)))
-  compiled, compile_seconds = train.compile_train_step(config, model, state, totals, images,
-                                                       labels, perm, key, mesh)
-  step = compiled[k]  # k optimizer steps per dispatch
-  bad = parallel.replicate(train.no_nonfinite_step(num_seeds), mesh)
-  parts = seeds.split((state, totals, bad, perm, key), seeds.groups(num_seeds, mesh))
+       rng.integers(0, 10, (n,)).astype(np.int32)), mesh)
+  model = build.model(config)
+  run_seeds = build.seeds(config)
+  # The speed does not depend on the weights' values: no pretrained file is read.
+  state = build.train_states(config, model, steps, load_weights=False)
+  keys = jax.vmap(lambda s: streams.step_root(streams.seed_key(s)))(jax.numpy.array(run_seeds))
+  stepper = step_lib.Stepper(build.step_spec(config), model,
+                             *parallel.replicate((state, state_lib.empty_totals(len(run_seeds))),
+                                                 mesh), images, labels,
+                             parallel.replicate(keys, mesh), mesh, steps_per_epoch=16 * k)
+  stepper.start_epoch(1, parallel.replicate(np.tile(np.arange(n, dtype=np.int32),
+                                                    (len(run_seeds), 1)), mesh))
 
-  def run(dispatches):  # as train.Run.train does it
-    nonlocal parts
+  def run(dispatches):
     for d in range(dispatches):
-      parts = train.step_seeds(step, parts, images, labels, d % 16 * k)
-    jax.block_until_ready(parts)
+      stepper.dispatch(d % 16 * k, k)
+    jax.block_until_ready(stepper.carry)
 
   run(-(-warmup // k))
   dispatches = -(-steps // k)
-  return compile_seconds, baselines.best_rate(lambda: run(dispatches),
-                                              dispatches * k * batch * num_seeds, FLAGS.repeats)
+  return stepper.compile_seconds, baselines.best_rate(
+      lambda: run(dispatches), dispatches * k * batch * len(run_seeds), FLAGS.repeats)
 
 
 def time_evaluation(config, num_images: int) -> float:
-  model = state_lib.create_model(config)
-  variables = state_lib.create_train_state(config, model, 1).variables
+  model = build.model(config)
+  variables = build.train_state(config, model, 1).variables
   rng = np.random.default_rng(0)
-  ev = evaluate.Evaluator(model, rng.integers(0, 256, (num_images, 28, 28, 1), dtype=np.uint8),
-                          rng.integers(0, 10, (num_images,)).astype(np.int32),
-                          config.eval_batch_size)
+  ev = evaluator.Evaluator(model, rng.integers(0, 256, (num_images, 28, 28, 1), dtype=np.uint8),
+                           rng.integers(0, 10, (num_images,)).astype(np.int32),
+                           config.eval_batch_size)
   ev.run(variables)  # compile
   t0 = time.perf_counter()
   ev.run(variables)
@@ -116,8 +114,6 @@ def benchmark_model(base, name: str) -> dict:
   config.model = name
   config.batch_size = FLAGS.batch_size
   config.steps_per_dispatch = FLAGS.steps_per_dispatch
-  if name == 'mobilenetv2_transfer':  # the speed does not depend on the backbone's values.
-    config.backbone = ml_collections.ConfigDict({'weights': 'random', 'unfreeze_blocks': 0})
   own = {k: config.augment.get(k, v) for k, v in NO_AUGMENT.items()}
   compile_s, own_ips = time_training(config, own, FLAGS.steps, FLAGS.warmup)
   _, off_ips = time_training(config, NO_AUGMENT, FLAGS.steps, FLAGS.warmup)

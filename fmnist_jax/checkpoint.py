@@ -9,6 +9,7 @@ of another shape is refused and left untouched.
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import os
 import shutil
@@ -22,28 +23,53 @@ from orbax.checkpoint import checkpoint_managers as policies
 
 from fmnist_jax import config_check
 from fmnist_jax import console
-from fmnist_jax import defaults
 from fmnist_jax import errors
 from fmnist_jax import files
-from fmnist_jax import results
-from fmnist_jax import seeds
-from fmnist_jax import state as state_lib
-from fmnist_jax import workdir as workdir_lib
+from fmnist_jax import metrics as metrics_lib
+from fmnist_jax import provenance
 
-BEST_METRIC = results.BEST_METRIC
-NOT_RANKED = -1.0  # the metric of a mid-epoch checkpoint: never "best".
+MID_EPOCH = {'mid_epoch': 1}  # the metrics of a mid-epoch checkpoint: never "best".
 
 
 StructureMismatchError = errors.StructureMismatchError
 
 
-def manager(workdir: str, keep: int, read_only: bool = False) -> ocp.CheckpointManager:
-  """The workdir's checkpoints; `read_only` (evaluate, predict) never writes, moves or deletes."""
+@dataclasses.dataclass
+class Progress:
+  """What a checkpoint carries beside its arrays (its JSON meta), so a run resumes identically:
+  the epochs' history, how far the epoch in progress got, and the config it was trained under."""
+  history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+  epoch_steps_done: int = 0
+  epoch_seconds_done: float = 0.0
+  compile_seconds: float | None = None
+  results_version: int = provenance.RESULTS_VERSION
+  config: dict[str, Any] | None = None
+
+  @classmethod
+  def from_json(cls, meta: dict[str, Any]) -> 'Progress':
+    known = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in meta.items() if k in known
+                  and not (k == 'results_version' and v is None)},
+               **({} if 'results_version' in meta else
+                  {'results_version': provenance.UNVERSIONED}))
+
+
+def _rank(saved: dict[str, Any] | None, selection: metrics_lib.Selection) -> float:
+  """A checkpoint's place in the best-by-validation order (larger is better)."""
+  value = (saved or {}).get(selection.key)
+  if value is None or (saved or {}).get('mid_epoch'):
+    return float('-inf')
+  return value if selection.higher_is_better else -value
+
+
+def manager(workdir: str, keep: int, read_only: bool = False,
+            selection: metrics_lib.Selection = metrics_lib.Selection()) -> ocp.CheckpointManager:
+  """The workdir's checkpoints, the latest `keep` and the best by `selection` kept; `read_only`
+  (evaluate, predict) never writes, moves or deletes."""
   options = ocp.CheckpointManagerOptions(
       preservation_policy=policies.AnyPreservationPolicy([
           policies.LatestN(n=keep),
-          policies.BestN(get_metric_fn=lambda m: m.get(BEST_METRIC, NOT_RANKED), reverse=False,
-                         n=1),
+          policies.BestN(get_metric_fn=lambda m: _rank(m, selection), reverse=False, n=1),
       ]),
       enable_async_checkpointing=False,
       read_only=read_only,
@@ -56,9 +82,10 @@ def manager(workdir: str, keep: int, read_only: bool = False) -> ocp.CheckpointM
                                               'meta': ocp.JsonCheckpointHandler()})
 
 
-def save(mngr: ocp.CheckpointManager, step: int, item: Any, meta: dict[str, Any],
-         metric: float = NOT_RANKED) -> None:
-  """Saves at global `step`; `meta` (JSON) carries what is needed to resume identically.
+def save(mngr: ocp.CheckpointManager, step: int, item: Any, progress: Progress,
+         metrics: dict[str, float] | None = None) -> None:
+  """Saves at global `step` with its `progress`; `metrics` (the epoch's validation figures, by
+  which the best is kept) None for a checkpoint in the middle of an epoch.
 
   An interrupted epoch's checkpoint can hold the same step as that epoch's own; it is replaced.
   A full disk leaves no partial checkpoint behind and ends in DiskFullError, which names the
@@ -67,9 +94,10 @@ def save(mngr: ocp.CheckpointManager, step: int, item: Any, meta: dict[str, Any]
   if step in mngr.all_steps():
     mngr.delete(step)
   try:
-    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(item),
-                                            meta=ocp.args.JsonSave(meta)),
-              metrics={BEST_METRIC: metric}, force=True)
+    mngr.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(item),
+        meta=ocp.args.JsonSave(dataclasses.asdict(progress))),
+              metrics=MID_EPOCH if metrics is None else metrics, force=True)
     mngr.wait_until_finished()
   except Exception as e:  # pylint: disable=broad-except
     folder = str(mngr.directory)
@@ -95,8 +123,8 @@ META_KEYS = ('history', 'epoch_steps_done', 'epoch_seconds_done')  # what a resu
 
 
 def restore(mngr: ocp.CheckpointManager, step: int, abstract_item: Any):
-  """Returns (item, meta) saved at `step`, shaped like `abstract_item`; ValueError when the meta
-  lacks what a resume needs (a damaged or edited file)."""
+  """Returns (item, meta dict) saved at `step`, shaped like `abstract_item`; ValueError when the
+  meta lacks what a resume needs (a damaged or edited file)."""
   restored = mngr.restore(step, args=ocp.args.Composite(
       state=ocp.args.StandardRestore(abstract_item), meta=ocp.args.JsonRestore()))
   meta = restored.meta
@@ -140,12 +168,13 @@ def shape_mismatch(mngr: ocp.CheckpointManager, step: int, abstract_item: Any) -
   return None
 
 
-def _open(workdir: str, keep: int, read_only: bool, attempts: int = 20) -> ocp.CheckpointManager:
+def _open(workdir: str, keep: int, read_only: bool, attempts: int = 20,
+          selection: metrics_lib.Selection = metrics_lib.Selection()) -> ocp.CheckpointManager:
   """`manager`, which lists the checkpoints; a reader retries when one vanishes while it lists
   them (the training that owns the workdir deletes its old ones)."""
   for attempt in range(attempts):
     try:
-      return manager(workdir, keep, read_only)
+      return manager(workdir, keep, read_only, selection)
     except FileNotFoundError:
       if not read_only or attempt == attempts - 1:
         raise
@@ -164,7 +193,8 @@ _NOT_DAMAGE = (MemoryError, jax.errors.JaxRuntimeError)
 
 
 def restore_latest(workdir: str, keep: int, abstract_item: Any, read_only: bool = False,
-                   newest_only: bool = False):
+                   newest_only: bool = False,
+                   selection: metrics_lib.Selection = metrics_lib.Selection()):
   """(manager, step, item, meta) of the newest readable checkpoint; step None if there is none.
 
   A checkpoint whose arrays do not fit `abstract_item` (another model, optimizer or num_seeds) is
@@ -175,7 +205,7 @@ def restore_latest(workdir: str, keep: int, abstract_item: Any, read_only: bool 
   One that vanishes while it is read (a training deletes its old checkpoints) is not damage: a
   reader lists and reads again.
   """
-  mngr = _open(workdir, keep, read_only)
+  mngr = _open(workdir, keep, read_only, selection=selection)
   tried, retries_left = set(), {}
   while True:
     steps = [s for s in sorted(mngr.all_steps(), reverse=True) if s not in tried]
@@ -206,7 +236,7 @@ def restore_latest(workdir: str, keep: int, abstract_item: Any, read_only: bool 
       time.sleep(0.2)
       tried.discard(step)
     if not os.path.exists(path) or step not in tried:  # deleted under us, or to be read again
-      mngr = _open(workdir, keep, read_only)
+      mngr = _open(workdir, keep, read_only, selection=selection)
       continue
     message = f'Checkpoint {step} in {workdir} cannot be read ({type(error).__name__}: ' \
               f'{str(error)[:300]})'
@@ -223,36 +253,45 @@ def restore_latest(workdir: str, keep: int, abstract_item: Any, read_only: bool 
       os.makedirs(os.path.dirname(aside), exist_ok=True)
       shutil.rmtree(aside, ignore_errors=True)
       shutil.move(path, aside)
-      mngr = manager(workdir, keep)
+      mngr = manager(workdir, keep, selection=selection)
     console.warn(message)
 
 
-def load_best(workdir: str, seed_index: int = 0, newest_only: bool = False):
-  """(config, model, variables, history, best_epoch) of a workdir's best variables for one seed.
+def restore_or_init(workdir: str, keep: int, fresh: Any, selection: metrics_lib.Selection,
+                    config_json: dict[str, Any]):
+  """(manager, item, Progress): the newest readable checkpoint, or `fresh` and a new Progress.
 
-  The best variables of every seed travel in each checkpoint, so the latest one is read (with
-  `newest_only`, a damaged latest one is an error rather than skipped for an older one).
+  A checkpoint of another shape (the config changed under --allow_config_change) or made by code
+  of another results version is refused, naming what changed, and left as it is.
   """
-  config_path = os.path.join(workdir_lib.check(workdir, must_hold_run=True), 'config.json')
   try:
-    saved = files.read_json(config_path, '', required=config_check.REQUIRED)
-  except errors.DamagedFileError as e:
-    copy = saved_config(workdir)
-    if copy is None:
-      raise errors.DamagedFileError(f'{e} No checkpoint holds a copy of it: restore it, or run '
-                                    'the training command once, which rewrites it.') from None
-    console.warn(f'{e} Using the copy in checkpoint {copy[0]}.')
-    saved = copy[1]
-  config = defaults.complete(saved, older_code=True)
-  defaults.import_extensions(config)  # a user's model or metric, registered by its module
-  model = state_lib.create_model(config)
-  mngr, step, ckpt, meta = restore_latest(
-      workdir, config.keep_checkpoints, state_lib.checkpoint_item(config, model, 1),
-      read_only=True, newest_only=newest_only)
-  mngr.close()
-  if step is None:
-    raise errors.WorkdirError(f'--workdir {workdir!r} holds no checkpoint yet: its run has not '
-                              'finished an epoch. Train first (or wait for the first epoch).')
-  history = seeds.history(meta['history'], seed_index)
-  return (config, model, seeds.take(ckpt['best'], seed_index), history,
-          results.best_epoch(history))
+    mngr, latest, restored, meta = restore_latest(workdir, keep, fresh, selection=selection)
+  except errors.StructureMismatchError as e:
+    changed = _changed_fields(workdir, config_json)
+    raise errors.StructureMismatchError(
+        str(e).replace('; it is left', (f'; the config changed: {changed}' if changed else '')
+                       + '; it is left')) from None
+  if latest is None:
+    return mngr, fresh, Progress()
+  progress = Progress.from_json(meta)
+  if progress.results_version != provenance.RESULTS_VERSION:
+    raise errors.WorkdirError(
+        f'{workdir} holds a run started by code of results version {progress.results_version}; '
+        f'this code is results version {provenance.RESULTS_VERSION} and gives other numbers, so '
+        'it cannot continue that run. Use a new --workdir (or move this one away).')
+  return mngr, restored, progress
+
+
+def has_checkpoints(workdir: str) -> bool:
+  return bool(glob.glob(os.path.join(workdir, 'checkpoints', '[0-9]*')))
+
+
+def _changed_fields(workdir: str, config_json: dict[str, Any]) -> str:
+  """The fields in which `config_json` differs from the workdir's config.json ('' if none)."""
+  try:
+    saved = files.read_json(os.path.join(workdir, 'config.json'), '')
+  except errors.UserError:
+    return ''
+  if not isinstance(saved, dict):
+    return ''
+  return '; '.join(config_check.config_differences(saved, config_json))

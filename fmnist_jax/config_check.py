@@ -14,9 +14,11 @@ import jax
 import ml_collections
 
 from fmnist_jax import augment
+from fmnist_jax import batch_transforms
 from fmnist_jax import defaults
 from fmnist_jax import errors
 from fmnist_jax import input_pipeline
+from fmnist_jax import losses
 from fmnist_jax import metrics
 from fmnist_jax import models
 from fmnist_jax import state
@@ -84,15 +86,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _check_data_dir(config.data_dir, _bad)
   if config.progress_bar not in ('auto', 'on', 'off'):
     _bad('progress_bar', config.progress_bar, "choose 'auto', 'on' or 'off'")
-  if config.model == 'mobilenetv2_transfer':
-    backbone = config.get('backbone')
-    if backbone is None:
-      _bad('backbone', None, 'mobilenetv2_transfer needs a config.backbone block with weights and '
-          'unfreeze_blocks (see configs/reports/keras_mobilenetv2_90_31_transfer.py)')
-    if not (isinstance(backbone.unfreeze_blocks, int)
-            and 0 <= backbone.unfreeze_blocks <= models.MOBILENETV2_UNITS):
-      _bad('backbone.unfreeze_blocks', backbone.unfreeze_blocks,
-          f'it must be an integer from 0 (frozen) to {models.MOBILENETV2_UNITS} (all trainable)')
 
 
 def _bad(field, value, allowed):
@@ -108,22 +101,53 @@ def _check_registered(config, bad) -> None:
   if unknown:
     bad('model_args', sorted(unknown), f'{config.model} has the fields '
         f'{sorted(models.settable_fields(config.model))}')
+  problem = models.check_fields(config.model, model_field_values(config))
+  if problem:
+    bad(problem[0], _dotted(config, problem[0]), problem[1])
   unknown = set(config.metrics) - set(metrics.EVAL_METRICS)
   if isinstance(config.metrics, str) or unknown:
     bad('metrics', config.metrics, f'give a tuple of names from {sorted(metrics.EVAL_METRICS)}')
+  if config.best_by not in metrics.HIGHER_IS_BETTER:
+    bad('best_by', config.best_by, f'choose one of {sorted(metrics.HIGHER_IS_BETTER)}')
+  if config.best_by not in ('accuracy', 'loss') and config.best_by not in config.metrics:
+    bad('best_by', config.best_by, 'a registered metric chooses the best epoch only when '
+        f'config.metrics computes it: add {config.best_by!r} to config.metrics')
+  if config.loss not in losses.LOSSES:
+    bad('loss', config.loss, f'choose one of {sorted(losses.LOSSES)}')
   if config.optimizer not in state.OPTIMIZERS:
     bad('optimizer', config.optimizer, f'choose one of {sorted(state.OPTIMIZERS)}')
   if config.schedule not in state.SCHEDULES:
     bad('schedule', config.schedule, f'choose one of {sorted(state.SCHEDULES)}')
-  fields = augment.fields_of_all()
-  unknown = set(config.augment.keys()) - set(fields)
-  if unknown:
-    bad('augment', sorted(unknown), f'known keys are {list(fields)}')
-  for a in augment.AUGMENTATIONS.values():
-    for field, value in a.values(config.augment).items():
-      problem = a.check(field, value)
+  for block, registry in (('augment', augment.AUGMENTATIONS),
+                          ('batch_transforms', batch_transforms.TRANSFORMS)):
+    known = [f for entry in registry.values() for f in entry.fields]
+    unknown = set(config[block].keys()) - set(known)
+    if unknown:
+      bad(block, sorted(unknown), f'known keys are {known}')
+    for entry in registry.values():
+      values = entry.values(config[block])
+      problem = entry.check(values)
       if problem:
-        bad(f'augment.{field}', value, problem)
+        bad(f'{block}.{problem[0]}', values[problem[0]], problem[1])
+
+
+def model_field_values(config) -> dict[str, Any]:
+  """The chosen model's own field values: config.model_args, and the fields its registration
+  maps to other config fields (`models.register(config_fields=...)`) where the config has them."""
+  values = {k: tuple(v) if isinstance(v, (list, tuple)) else v
+            for k, v in config.model_args.items()}
+  for field, path in models.CONFIG_FIELDS[config.model].items():
+    if _dotted(config, path) is not None:
+      values[field] = _dotted(config, path)
+  return values
+
+
+def _dotted(config, path: str):
+  """The value at a dotted path of the config; None where it has none."""
+  node = config
+  for part in path.split('.'):
+    node = node.get(part) if hasattr(node, 'get') else None
+  return node
 
 
 def _check_data_dir(data_dir: str, bad) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import ml_collections
 
 from fmnist_jax import augment
+from fmnist_jax import batch_transforms
 
 # Where a config saved by older code lacks a field and that code behaved unlike today's default:
 # the value it ran with. (Before results version 2 every parameter decayed.)
@@ -62,7 +63,15 @@ def get_config() -> ml_collections.ConfigDict:
   config.weight_decay_on = 'kernels'
   config.schedule = 'cosine'  # constant | cosine | step | linear (state.SCHEDULES)
   config.warmup_epochs = 0.0
-  config.label_smoothing = 0.0  # optax.smooth_labels on the one-hot targets of the training loss.
+  config.label_smoothing = 0.0  # optax.smooth_labels on the targets of the training loss.
+  # The training loss by name (losses.LOSSES: cross_entropy, or one a user registers) and its
+  # keyword arguments.
+  config.loss = 'cross_entropy'
+  config.loss_args = ml_collections.ConfigDict()
+  # Which validation metric picks each seed's best epoch (the weights tested, the checkpoint
+  # kept, a sweep's winner): 'accuracy' (higher is better), 'loss' (lower), or a registered
+  # metric (metrics.register, with its direction).
+  config.best_by = 'accuracy'
   # > 0: validation, the best-epoch choice and the test use an exponential moving average of the
   # weights and BatchNorm statistics with this decay (e.g. 0.999), warmed up as
   # min(decay, (1 + t) / (10 + t)).
@@ -73,10 +82,14 @@ def get_config() -> ml_collections.ConfigDict:
   # On-device augmentation: every registered augmentation's fields, each off (augment.py).
   config.augment = ml_collections.ConfigDict(
       {field: default for field, (default, _) in augment.fields_of_all().items()})
+  # Batch transforms (batch_transforms.py: mixup, cutmix, ...), which mix images and labels
+  # after augmentation; every one off.
+  config.batch_transforms = ml_collections.ConfigDict(
+      {field: default for field, (default, _) in batch_transforms.fields_of_all().items()})
   # Extra metrics (names in metrics.EVAL_METRICS, e.g. 'macro_f1'), computed on validation every
   # epoch and on test, beside the loss and accuracy that are always there.
   config.metrics = ()
-  # Test-time augmentation for validation and test (evaluate.TTA): '' off, 'flip' (the image
+  # Test-time augmentation for validation and test (augment.TTA): '' off, 'flip' (the image
   # and its mirror), 'flip_translate' (both, and each shifted a pixel either way); the views'
   # class probabilities are averaged.
   config.tta = ''

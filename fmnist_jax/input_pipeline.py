@@ -13,6 +13,7 @@ tfds' preparation order (once per `data_dir`):
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import importlib.util
@@ -342,26 +343,33 @@ def set_aside(version_dir: str, reason: str) -> None:
         f'{aside} and preparing it again.', flush=True)
 
 
-def load(config: Any, which: tuple[str, ...] = ('train', 'validation', 'test')
-         ) -> dict[str, dict[str, np.ndarray]]:
-  """Loads the config's train, validation and test splits (test in official order), whole.
+@dataclasses.dataclass(frozen=True)
+class Source:
+  """Where the images come from (the config fields of the same names)."""
+  data_source: str = 'archives'
+  data_dir: str = '~/tensorflow_datasets'
+  archives_dir: str = DEBIAN_ARCHIVES_DIR
 
-  One loader, two sources of the same images in the same order (`config.data_source`): the four
+
+def load(source: Source, splits: dict[str, str]) -> dict[str, dict[str, np.ndarray]]:
+  """Loads each named split (name -> tfds split string, e.g. {'train': 'train[:90%]'}), whole;
+  'test' in official order.
+
+  One loader, two sources of the same images in the same order (`source.data_source`): the four
   archives read with numpy (the default: no TensorFlow), or tfds' prepared copy read with
   TensorFlow.
 
   A prepared copy that cannot be read whole (a truncated or altered file, missing examples) is moved
   aside to <version dir>.damaged-<time> and prepared again, once; never is a partial split used.
   """
-  splits = {name: config[f'{name}_split'] for name in which if config[f'{name}_split']}
   read_all = lambda read: {name: in_official_order(read(split)) if name == 'test' else read(split)
                            for name, split in splits.items()}
-  if config.data_source != 'tfds':  # 'archives', or 'auto' (its name in older configs)
-    paths = archive_paths(config.data_dir, config.archives_dir)  # verified once per load
-    return read_all(lambda split: load_split_from_archives(config.data_dir, config.archives_dir,
+  if source.data_source != 'tfds':  # 'archives', or 'auto' (its name in older configs)
+    paths = archive_paths(source.data_dir, source.archives_dir)  # verified once per load
+    return read_all(lambda split: load_split_from_archives(source.data_dir, source.archives_dir,
                                                            split, paths=paths))
   for attempt in range(2):
-    builder = prepare(config.data_dir, config.archives_dir)
+    builder = prepare(source.data_dir, source.archives_dir)
     try:
       return read_all(lambda split, builder=builder: load_split(builder, split))
     except DataDamagedError as e:

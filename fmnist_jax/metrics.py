@@ -8,7 +8,8 @@ after every epoch (history, TensorBoard) and on test for the best and the final 
 
 (No `from __future__ import annotations` here: clu reads the metric annotations as classes.)
 """
-from typing import Callable, Dict
+import dataclasses
+from typing import Any, Callable, Dict, Sequence
 
 from clu import metrics
 import flax
@@ -29,16 +30,69 @@ def batch_metrics(logits, labels, mask=None) -> Metrics:
 
 
 EVAL_METRICS: Dict[str, Callable[[np.ndarray, np.ndarray], float]] = {}
+HIGHER_IS_BETTER: Dict[str, bool] = {'accuracy': True, 'loss': False}
 
 
-def register(name: str):
-  """Decorator: fn(labels, probs) -> float becomes the extra metric `name` (config.metrics)."""
+def register(name: str, higher_is_better: bool = True):
+  """Decorator: fn(labels, probs) -> float becomes the extra metric `name` (config.metrics);
+  `higher_is_better` is its direction when it selects the best epoch (config.best_by)."""
   def decorate(fn):
-    if name in EVAL_METRICS or name in ('loss', 'accuracy'):
+    if name in EVAL_METRICS or name in HIGHER_IS_BETTER:
       raise ValueError(f'metric {name!r} is registered already')
     EVAL_METRICS[name] = fn
+    HIGHER_IS_BETTER[name] = higher_is_better
     return fn
   return decorate
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+  """Which validation metric picks the best epoch (config.best_by), and its direction.
+
+  Every consumer of "best" asks this one object: the best epoch of results.json, orbax's
+  best-checkpoint keeping, a sweep's early stopping and winner.
+  """
+  name: str = 'accuracy'
+  higher_is_better: bool = True
+
+  @property
+  def key(self) -> str:
+    """The history and results.json key: selection reads validation only."""
+    return f'validation_{self.name}'
+
+  @property
+  def mode(self) -> str:
+    return 'max' if self.higher_is_better else 'min'
+
+  @property
+  def worst(self) -> float:
+    return -np.inf if self.higher_is_better else np.inf
+
+  def better(self, new: float, old: float) -> bool:
+    """Strictly better (ties keep the earlier epoch)."""
+    return new > old if self.higher_is_better else new < old
+
+  def best_index(self, values: Sequence[float]) -> int:
+    """The index of the best value, the earliest among equals."""
+    best = 0
+    for i, v in enumerate(values):
+      if self.better(v, values[best]):
+        best = i
+    return best
+
+  def as_json(self) -> Dict[str, str]:
+    return {'metric': self.key, 'mode': self.mode}
+
+
+def selection(name: str = 'accuracy') -> Selection:
+  """The selection by validation metric `name` ('accuracy', 'loss' or a registered metric)."""
+  return Selection(name, HIGHER_IS_BETTER[name])
+
+
+def selection_of(results: Dict[str, Any]) -> Selection:
+  """The selection a results.json (or record) was made with; older ones chose by accuracy."""
+  chosen = results.get('selection') or {'metric': 'validation_accuracy', 'mode': 'max'}
+  return Selection(chosen['metric'][len('validation_'):], chosen['mode'] == 'max')
 
 
 def evaluate(names, labels: np.ndarray, probs: np.ndarray) -> Dict[str, float]:

@@ -22,33 +22,62 @@ from fmnist_jax import ops
 NUM_CLASSES = ops.NUM_CLASSES
 
 MODELS: dict[str, Callable[..., nn.Module]] = {}  # config.model -> the class (with fixed fields)
-# Fields the run sets from other config fields (dtype, dropout_rate, backbone.unfreeze_blocks),
-# not from model_args.
-_RUN_FIELDS = ('dtype', 'dropout_rate', 'unfreeze_blocks', 'parent', 'name')
+# Each model's fields that other config fields set (registered with `config_fields`).
+CONFIG_FIELDS: dict[str, dict[str, str]] = {}
+# Fields the run sets from config fields every model shares (config.dtype, config.dropout_rate).
+_RUN_FIELDS = ('dtype', 'dropout_rate', 'parent', 'name')
 
 
-def register(name: str, **fixed):
+def register(name: str, config_fields: dict[str, str] | None = None, **fixed):
   """Class decorator: `config.model=name` builds the class, with `fixed` fields (one class can be
-  registered under several names, e.g. with and without BatchNorm)."""
+  registered under several names, e.g. with and without BatchNorm).
+
+  Its dataclass fields are set from `config.model_args`; `config_fields` maps a field to another
+  dotted config field that sets it instead (e.g. {'weights': 'backbone.weights'}); an absent one
+  keeps the class default. A class may also define, and the run then calls:
+    - `check_fields(values) -> (field, what is wrong) | None`: all its field values together;
+    - `load_weights(variables) -> variables`: the variables a fresh run starts from (pretrained);
+    - `init_from_data(variables, images) -> variables`: a data-dependent initialisation from the
+      training split's uint8 images (the model sees `input_pipeline.normalize(images)`);
+    - `record() -> dict`: entries for results.json (e.g. which weight file it loaded; a
+      'model_note' joins the summary line);
+    - `trainable(path) -> bool`: which parameters the optimizer updates (others are frozen).
+  """
   def decorate(cls):
     if name in MODELS:
       raise ValueError(f'model {name!r} is registered already')
     MODELS[name] = functools.partial(cls, **fixed) if fixed else cls
+    CONFIG_FIELDS[name] = dict(config_fields or {})
     return cls
   return decorate
+
+
+def _class(name: str):
+  entry = MODELS[name]
+  return entry.func if isinstance(entry, functools.partial) else entry
 
 
 def fields(name: str) -> list[str]:
   """Every field model `name` can be built with (those its registration fixes left out)."""
   entry = MODELS[name]
-  cls, fixed = (entry.func, entry.keywords) if isinstance(entry, functools.partial) else (entry, {})
-  return [f.name for f in dataclasses.fields(cls) if f.init and f.name not in fixed
+  fixed = entry.keywords if isinstance(entry, functools.partial) else {}
+  return [f.name for f in dataclasses.fields(_class(name)) if f.init and f.name not in fixed
           and f.name not in ('parent', 'name')]
 
 
 def settable_fields(name: str) -> list[str]:
   """The fields of model `name` that config.model_args may set."""
-  return [f for f in fields(name) if f not in _RUN_FIELDS]
+  return [f for f in fields(name) if f not in _RUN_FIELDS and f not in CONFIG_FIELDS[name]]
+
+
+def check_fields(name: str, values: dict[str, Any]) -> tuple[str, str] | None:
+  """(config field, what is wrong) from the model's own check of its field values, or None."""
+  check = getattr(_class(name), 'check_fields', None)
+  problem = check(values) if check is not None else None
+  if problem is None:
+    return None
+  field, why = problem
+  return CONFIG_FIELDS[name].get(field, f'model_args.{field}'), why
 
 
 class ConvReLUPool(nn.Module):
@@ -357,7 +386,8 @@ class MobileNetV2(nn.Module):
     return nn.relu6(norm(name='Conv_1_bn')(x))
 
 
-@register('mobilenetv2_transfer')
+@register('mobilenetv2_transfer', config_fields={'weights': 'backbone.weights',
+                                                 'unfreeze_blocks': 'backbone.unfreeze_blocks'})
 class MobileNetV2Transfer(nn.Module):
   """The transfer model of the Keras MobileNetV2 report: 3,733,992 parameters, 1,476,008 trainable.
 
@@ -367,17 +397,44 @@ class MobileNetV2Transfer(nn.Module):
   `trainable = False`); which of its parameters train is `trainable`: none by default, the last
   `unfreeze_blocks` of its 19 units (stem, 17 blocks, last conv) for fine-tuning. The gradient
   still flows through the frozen backbone into the adapter, as in the report's Keras model.
+  `weights` (config.backbone.weights): 'imagenet' (Keras' file), a path, or 'random'.
   """
   input_size: int = 96
   unfreeze_blocks: int = 0
+  weights: str = 'random'
   dropout_rate: float = 0.5
   dtype: Any = jnp.float32
+
+  @staticmethod
+  def check_fields(values: dict[str, Any]) -> tuple[str, str] | None:
+    blocks = values.get('unfreeze_blocks', 0)
+    if not (isinstance(blocks, int) and 0 <= blocks <= MOBILENETV2_UNITS):
+      return 'unfreeze_blocks', (f'it must be an integer from 0 (frozen) to {MOBILENETV2_UNITS} '
+                                 '(all trainable)')
+    return None
 
   def trainable(self, path: tuple[str, ...]) -> bool:
     """Whether the parameter at `path` (keys from the root of `params`) is trained."""
     if path[0] != 'backbone':
       return True
     return mobilenetv2_unit(path[1]) >= MOBILENETV2_UNITS - self.unfreeze_blocks
+
+  def load_weights(self, variables: dict[str, Any]) -> dict[str, Any]:
+    """The backbone from `weights` (resolved, and downloaded if need be, once per process)."""
+    from fmnist_jax import pretrained  # pylint: disable=g-import-not-at-top  (Keras, when used)
+    path = pretrained.resolve(self.weights)
+    if path is None:
+      return variables
+    params, batch_stats = dict(variables['params']), dict(variables['batch_stats'])
+    params['backbone'], batch_stats['backbone'] = pretrained.to_flax(
+        pretrained.keras_layer_weights(path), params['backbone'], batch_stats['backbone'])
+    return {'params': params, 'batch_stats': batch_stats}
+
+  def record(self) -> dict[str, Any]:
+    from fmnist_jax import pretrained  # pylint: disable=g-import-not-at-top
+    backbone = pretrained.describe(self.weights, pretrained.resolve(self.weights))
+    return {'backbone': backbone, 'model_note': 'pretrained backbone' if backbone['pretrained']
+            else 'random backbone, NOT pretrained'}
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -388,17 +445,30 @@ class MobileNetV2Transfer(nn.Module):
     return ops.classifier_head(x, (128,), self.dropout_rate, train, self.dtype)
 
 
-
-
 def create_model(name: str, **kwargs) -> nn.Module:
   if name not in MODELS:
     raise ValueError(f'config.model={name!r} is unknown; choose one of {sorted(MODELS)}.')
   return MODELS[name](**kwargs)
 
 
-def init_variables(model: nn.Module, rng: jax.Array) -> dict:
-  """Returns {'params': ..., 'batch_stats': ...} ('batch_stats' only for models with BatchNorm)."""
-  return dict(model.init(rng, jnp.zeros((1, 28, 28, 1), jnp.float32), train=False))
+def init_variables(model: nn.Module, rng: jax.Array, images=None, load_weights: bool = False
+                   ) -> dict:
+  """Returns {'params': ..., 'batch_stats': ...} ('batch_stats' only for models with BatchNorm).
+
+  With `load_weights`, a model's pretrained weights (its `load_weights`); with `images` (the
+  training split, uint8), its data-dependent initialisation (`init_from_data`).
+  """
+  variables = dict(model.init(rng, jnp.zeros((1, 28, 28, 1), jnp.float32), train=False))
+  if load_weights and hasattr(model, 'load_weights'):
+    variables = dict(model.load_weights(variables))
+  if images is not None and hasattr(model, 'init_from_data'):
+    variables = dict(model.init_from_data(variables, images))
+  return variables
+
+
+def record(model: nn.Module) -> dict[str, Any]:
+  """What the model adds to results.json (its `record`), e.g. the weight file it started from."""
+  return model.record() if hasattr(model, 'record') else {}
 
 
 def count_params(tree) -> int:

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 from PIL import ImageOps
 
-from fmnist_jax import checkpoint
+from fmnist_jax import build
 from fmnist_jax import cli
 from fmnist_jax import errors
 from fmnist_jax import input_pipeline
@@ -46,7 +46,7 @@ def load_image(path: str, invert: str = 'auto') -> np.ndarray:
 
 def predict_files(workdir: str, files: list[str], invert: str = 'auto') -> list[dict]:
   """One entry per file, in order: the class and top 3, or an error naming the reason."""
-  config, model, variables, _, _ = checkpoint.load_best(workdir)
+  config, model, variables, _, _ = build.load_best(workdir)
   entries, images = [], []
   for path in files:
     try:

@@ -12,19 +12,20 @@ import jax
 import numpy as np
 
 from fmnist_jax import files
+from fmnist_jax import metrics
 from fmnist_jax import models
-from fmnist_jax import pretrained
 from fmnist_jax import provenance
 from fmnist_jax import seeds
 
-BEST_METRIC = 'validation_accuracy'  # which epoch's variables are evaluated on test
 # What a results.json must hold to be read as one (an edited or damaged one is rebuilt).
 REQUIRED = ('model', 'epochs', 'test_accuracy', 'validation_accuracy', 'history')
 
 
-def best_epoch(history: list[dict[str, Any]]) -> int:
-  """The epoch whose variables are evaluated on test: the best validation accuracy, earliest first."""
-  return max(history, key=lambda h: h[BEST_METRIC])['epoch']
+def best_epoch(history: list[dict[str, Any]],
+               selection: metrics.Selection = metrics.Selection()) -> int:
+  """The epoch whose variables are evaluated on test: the best by `selection` (validation
+  accuracy unless config.best_by says otherwise), the earliest among equals."""
+  return history[selection.best_index([h[selection.key] for h in history])]['epoch']
 
 
 def epoch_entry(epoch, train_metrics, val_metrics, images, train_seconds, seconds):
@@ -52,9 +53,10 @@ SEED_KEYS = ('seed', 'best_epoch', 'test_accuracy', 'test_loss', 'final_test_acc
              'final_test_loss', 'validation_accuracy', 'validation_loss')
 
 
-def seed_results(history, test_metrics, seed, final_test_metrics=None) -> dict[str, Any]:
+def seed_results(history, test_metrics, seed, final_test_metrics=None,
+                 selection: metrics.Selection = metrics.Selection()) -> dict[str, Any]:
   """SEED_KEYS, then each extra metric (config.metrics) on test, final weights and validation."""
-  best = best_epoch(history)
+  best = best_epoch(history, selection)
   entry = history[best - 1]
   final = final_test_metrics or {'accuracy': None, 'loss': None}
   extra = [k[len('validation_'):] for k in entry if k.startswith('validation_')
@@ -74,15 +76,16 @@ def seed_results(history, test_metrics, seed, final_test_metrics=None) -> dict[s
   }
 
 
-def build(config, model, variables, weights: str | None, history, meta,
-          per_seed) -> dict[str, Any]:
-  """results.json: seed 0's figures at top level; with several seeds their means, stds and each."""
+def build(model_name: str, model, variables, history, compile_seconds: float | None, per_seed,
+          selection: metrics.Selection) -> dict[str, Any]:
+  """results.json: seed 0's figures at top level; with several seeds their means, stds and each;
+  what the model adds of its own (`models.record`, e.g. its weight file)."""
   train_images = sum(h['train_images'] for h in history)
   train_time = sum(h['train_seconds'] for h in history)
   results = {
       'results_version': provenance.RESULTS_VERSION,
       'provenance': provenance.describe(),
-      'model': config.model,
+      'model': model_name,
       'num_params': models.count_params(variables),
       'num_trainable_params': models.count_trainable(model, variables['params']),
       'epochs': len(history),
@@ -90,14 +93,14 @@ def build(config, model, variables, weights: str | None, history, meta,
       'train_seconds': sum(h['seconds'] for h in history),
       # Images of all seeds together.
       'train_images_per_second': train_images * len(per_seed) / train_time,
-      'compile_seconds': meta['compile_seconds'],
+      'compile_seconds': compile_seconds,
       'backend': jax.default_backend(),
       'devices': [str(d) for d in jax.devices()],
       'device_kinds': [d.device_kind for d in jax.devices()],  # e.g. 'NVIDIA H100 80GB HBM3'
+      'selection': selection.as_json(),
       'history': history,
+      **models.record(model),
   }
-  if config.model == 'mobilenetv2_transfer':
-    results['backbone'] = pretrained.describe(config.backbone.weights, weights)
   if len(per_seed) > 1:
     results.update(seeds.means(per_seed))
     results['seed'] = [r['seed'] for r in per_seed]
@@ -108,9 +111,8 @@ def build(config, model, variables, weights: str | None, history, meta,
 
 def summary_line(results: dict[str, Any]) -> str:
   model = results['model']
-  if 'backbone' in results:
-    model += (' (pretrained backbone)' if results['backbone']['pretrained']
-              else ' (random backbone, NOT pretrained)')
+  if results.get('model_note'):
+    model += f' ({results["model_note"]})'
   if results['test_accuracy'] is None:
     return (f'{model}: validation accuracy {results["validation_accuracy"]:.4f} '
             f'(no test split evaluated), {results["epochs"]} epochs, '

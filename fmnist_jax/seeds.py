@@ -15,11 +15,6 @@ import jax.numpy as jnp
 import numpy as np
 
 
-def of(config) -> list[int]:
-  """The seeds a config trains."""
-  return [config.seed + k for k in range(config.num_seeds)]
-
-
 def take(tree, k: int):
   """Seed k's slice of a stacked tree."""
   return jax.tree_util.tree_map(lambda x: x[k], tree)

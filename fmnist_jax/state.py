@@ -1,10 +1,11 @@
-"""The training state of one or several seeds: model, optimizer, stacked states, checkpoint item.
+"""The training state of one or several seeds: optimizer, stacked states, checkpoint item.
 
 Several seeds' states are stacked along a leading axis (`seeds.py`); seed s of such a run starts
 exactly as a run of seed s alone.
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from flax import struct
@@ -15,12 +16,8 @@ import optax
 
 from fmnist_jax import metrics
 from fmnist_jax import models
-from fmnist_jax import pretrained
 from fmnist_jax import seeds
 from fmnist_jax import streams
-
-DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}  # config.dtype -> compute dtype
-
 
 class TrainState(train_state.TrainState):
   batch_stats: Any
@@ -52,26 +49,26 @@ class TrainState(train_state.TrainState):
                                                   new.variables))
 
 
-def create_model(config):
-  """The config's architecture (built once per run): config.model with config.model_args, and
-  config.dtype and config.dropout_rate (>= 0) where the class has those fields."""
-  # Lists (from a saved config.json) as tuples: a module's fields must be hashable.
-  kwargs = {k: tuple(v) if isinstance(v, (list, tuple)) else v
-            for k, v in config.model_args.items()}
-  fields = models.fields(config.model)
-  if 'dtype' in fields:
-    kwargs['dtype'] = DTYPES[config.dtype]
-  if config.dropout_rate >= 0 and 'dropout_rate' in fields:
-    kwargs['dropout_rate'] = config.dropout_rate
-  if config.model == 'mobilenetv2_transfer':
-    kwargs['unfreeze_blocks'] = config.backbone.unfreeze_blocks
-  return models.create_model(config.model, **kwargs)
+@dataclasses.dataclass(frozen=True)
+class OptimizerSpec:
+  """What the optimizer and its schedule are made of (the config fields of the same names)."""
+  optimizer: str = 'adam'
+  learning_rate: float = 1e-3
+  momentum: float = 0.9
+  nesterov: bool = False
+  weight_decay: float = 0.0
+  weight_decay_on: str = 'kernels'
+  schedule: str = 'cosine'
+  warmup_epochs: float = 0.0
+  step_boundaries: tuple[float, ...] = (0.5, 0.75)
+  step_decay: float = 0.1
+  num_epochs: int = 15
 
 
-def create_optimizer(config, steps_per_epoch: int,
+def create_optimizer(spec: OptimizerSpec, steps_per_epoch: int,
                      model=None) -> optax.GradientTransformation:
-  """The config's optimizer; with a `model` that freezes parameters, those get no updates."""
-  tx = _optimizer(config, steps_per_epoch)
+  """The optimizer of `spec`; with a `model` that freezes parameters, those get no updates."""
+  tx = _optimizer(spec, steps_per_epoch)
   if model is not None and hasattr(model, 'trainable'):
     labels = lambda params: jax.tree_util.tree_map(
         lambda t: 'train' if t else 'frozen', models.trainable_mask(model, params))
@@ -79,46 +76,46 @@ def create_optimizer(config, steps_per_epoch: int,
   return tx
 
 
-# Schedules and optimizers by name: adding one is one function here; config_check accepts exactly
-# these names (the one list).
+# Schedules and optimizers by name: adding one is one entry here; config_check accepts exactly
+# these names (the one list). Each gets the OptimizerSpec (`spec.momentum` and so on).
 # A schedule starts after the `warmup` steps of `total` (its step is counted from there).
 SCHEDULES = {
-    'constant': lambda config, lr, total, warmup: optax.constant_schedule(lr),
-    'cosine': lambda config, lr, total, warmup: optax.cosine_decay_schedule(
+    'constant': lambda spec, lr, total, warmup: optax.constant_schedule(lr),
+    'cosine': lambda spec, lr, total, warmup: optax.cosine_decay_schedule(
         lr, max(total - warmup, 1)),
-    'step': lambda config, lr, total, warmup: optax.piecewise_constant_schedule(
-        lr, {int(b * total) - warmup: config.step_decay for b in config.step_boundaries}),
+    'step': lambda spec, lr, total, warmup: optax.piecewise_constant_schedule(
+        lr, {int(b * total) - warmup: spec.step_decay for b in spec.step_boundaries}),
     # Straight down to 0; after a warm-up, the triangle of fast schedules (airbench).
-    'linear': lambda config, lr, total, warmup: optax.linear_schedule(lr, 0.0,
-                                                                      max(total - warmup, 1)),
+    'linear': lambda spec, lr, total, warmup: optax.linear_schedule(lr, 0.0,
+                                                                    max(total - warmup, 1)),
 }
 
 
-def _sgd(config, schedule, mask) -> optax.GradientTransformation:
-  sgd = optax.sgd(schedule, momentum=config.momentum, nesterov=config.nesterov)
+def _sgd(spec, schedule, mask) -> optax.GradientTransformation:
+  sgd = optax.sgd(schedule, momentum=spec.momentum, nesterov=spec.nesterov)
   # L2 added to the gradient before momentum, as PyTorch's SGD(weight_decay=...) does.
-  if not config.weight_decay:
+  if not spec.weight_decay:
     return sgd
-  return optax.chain(optax.add_decayed_weights(config.weight_decay, mask), sgd)
+  return optax.chain(optax.add_decayed_weights(spec.weight_decay, mask), sgd)
 
 
 OPTIMIZERS = {
-    'adam': lambda config, schedule, mask: optax.adam(schedule),
-    'adamw': lambda config, schedule, mask: optax.adamw(
-        schedule, weight_decay=config.weight_decay, mask=mask),
+    'adam': lambda spec, schedule, mask: optax.adam(schedule),
+    'adamw': lambda spec, schedule, mask: optax.adamw(
+        schedule, weight_decay=spec.weight_decay, mask=mask),
     'sgd': _sgd,
 }
 
 
-def _optimizer(config, steps_per_epoch: int) -> optax.GradientTransformation:
-  total = config.num_epochs * steps_per_epoch
-  warmup = int(config.warmup_epochs * steps_per_epoch)
-  lr = config.learning_rate
-  schedule = SCHEDULES[config.schedule](config, lr, total, warmup)
+def _optimizer(spec: OptimizerSpec, steps_per_epoch: int) -> optax.GradientTransformation:
+  total = spec.num_epochs * steps_per_epoch
+  warmup = int(spec.warmup_epochs * steps_per_epoch)
+  lr = spec.learning_rate
+  schedule = SCHEDULES[spec.schedule](spec, lr, total, warmup)
   if warmup:
     schedule = optax.join_schedules([optax.linear_schedule(0.0, lr, warmup), schedule], [warmup])
-  mask = None if config.weight_decay_on == 'all' else decay_mask
-  return OPTIMIZERS[config.optimizer](config, schedule, mask)
+  mask = None if spec.weight_decay_on == 'all' else decay_mask
+  return OPTIMIZERS[spec.optimizer](spec, schedule, mask)
 
 
 def decay_mask(params) -> Any:
@@ -127,56 +124,38 @@ def decay_mask(params) -> Any:
   return jax.tree_util.tree_map_with_path(lambda path, _: path[-1].key == 'kernel', params)
 
 
-def backbone_weights(config) -> str | None:
-  """The weight file a MobileNetV2 backbone starts from, resolved (and downloaded) once per run.
-
-  None for other models and for config.backbone.weights='random'.
-  """
-  if config.model != 'mobilenetv2_transfer':
-    return None
-  return pretrained.resolve(config.backbone.weights)
-
-
-def create_train_state(config, model, steps_per_epoch: int, seed: int | None = None,
-                       tx: optax.GradientTransformation | None = None,
-                       weights: str | None = None) -> TrainState:
-  """One seed's state (config.seed unless `seed` is given).
-
-  A MobileNetV2 backbone starts from the Keras weight file `weights` (see `backbone_weights`);
-  None leaves it randomly initialised (also for a state a checkpoint is about to overwrite).
-  """
-  variables = models.init_variables(model, streams.init_key(config.seed if seed is None else seed))
+def create_train_state(model, tx: optax.GradientTransformation, seed: int,
+                       ema_decay: float = 0.0, images=None,
+                       load_weights: bool = True) -> TrainState:
+  """One seed's state: the model initialised from the seed's init stream, then (with
+  `load_weights`) its pretrained weights and (given the training `images`) its data-dependent
+  initialisation (`models.init_variables`). A state a checkpoint is about to overwrite needs
+  neither."""
+  variables = models.init_variables(model, streams.init_key(seed), images, load_weights)
   params, batch_stats = variables['params'], variables.get('batch_stats', {})
-  if weights:
-    params, batch_stats = dict(params), dict(batch_stats)
-    params['backbone'], batch_stats['backbone'] = pretrained.to_flax(
-        pretrained.keras_layer_weights(weights), params['backbone'], batch_stats['backbone'])
   ema = {}
-  if config.ema_decay:
+  if ema_decay:
     ema = jax.tree_util.tree_map(jnp.array, {'params': params, 'batch_stats': batch_stats}
                                  if batch_stats else {'params': params})
-  return TrainState.create(apply_fn=model.apply, params=params, batch_stats=batch_stats,
-                           tx=tx or create_optimizer(config, steps_per_epoch, model), ema=ema,
-                           ema_decay=config.ema_decay)
+  return TrainState.create(apply_fn=model.apply, params=params, batch_stats=batch_stats, tx=tx,
+                           ema=ema, ema_decay=ema_decay)
 
 
-def create_train_states(config, model, steps_per_epoch: int,
-                        weights: str | None = None) -> TrainState:
-  """The states of all seeds, stacked along a leading seed axis."""
-  # One optimizer: the states' static parts match.
-  tx = create_optimizer(config, steps_per_epoch, model)
-  return seeds.stack([create_train_state(config, model, steps_per_epoch, s, tx, weights)
-                      for s in seeds.of(config)])
+def create_train_states(model, tx: optax.GradientTransformation, run_seeds: list[int],
+                        ema_decay: float = 0.0, images=None,
+                        load_weights: bool = True) -> TrainState:
+  """The states of all seeds, stacked along a leading seed axis (one optimizer: the states'
+  static parts match)."""
+  return seeds.stack([create_train_state(model, tx, s, ema_decay, images, load_weights)
+                      for s in run_seeds])
 
 
 def empty_totals(num_seeds: int) -> metrics.Metrics:
   return seeds.stack([metrics.Metrics.empty()] * num_seeds)
 
 
-def checkpoint_item(config, model, steps_per_epoch: int,
-                    weights: str | None = None) -> dict[str, Any]:
-  """What a checkpoint holds, freshly initialised (also the shape to restore one into)."""
-  state = create_train_states(config, model, steps_per_epoch, weights)
+def checkpoint_item(state: TrainState) -> dict[str, Any]:
+  """What a checkpoint holds for stacked `state`, at the start (also the shape to restore into)."""
   # A copy: the train step donates (frees) the state's buffers.
   return {'state': state, 'best': jax.tree_util.tree_map(jnp.copy, state.eval_variables),
-          'totals': empty_totals(len(seeds.of(config)))}
+          'totals': empty_totals(jax.tree_util.tree_leaves(state.params)[0].shape[0])}

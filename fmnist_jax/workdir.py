@@ -1,4 +1,5 @@
-"""A run's workdir: checked before anything starts, and held by one training process at a time.
+"""A run's workdir: checked before anything starts, held by one training process at a time, and
+read for what it holds already (its saved config, a finished run's results).
 
 The lock is an OS file lock (`fcntl.flock` on <workdir>/.lock), so the kernel drops it when its
 process dies, even by SIGKILL: no stale lock to clean up. `evaluate` and `predict` only read and
@@ -9,8 +10,17 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+from typing import Any
 
+from absl import logging
+
+from fmnist_jax import checkpoint
+from fmnist_jax import config_check
+from fmnist_jax import console
 from fmnist_jax import errors
+from fmnist_jax import files
+from fmnist_jax import provenance
+from fmnist_jax import results as results_lib
 
 LOCK_FILE = '.lock'
 
@@ -65,3 +75,60 @@ def lock(workdir: str):
       yield
     finally:
       fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def finished_results(workdir: str, config_json: dict[str, Any], num_epochs: int,
+                     allow_config_change: bool) -> dict[str, Any] | None:
+  """The workdir's results if its run is finished; refuses a workdir of another config.
+
+  A damaged config.json is rebuilt from the copy in the newest checkpoint; a damaged results.json
+  is set aside, and the run's final checkpoint writes it again.
+  """
+  saved = saved_config(workdir)
+  if saved is not None:
+    differences = config_check.config_differences(saved, config_json)
+    if differences and not allow_config_change:
+      raise errors.ConfigMismatchError(
+          f'{workdir} holds a run with another config; differing fields: '
+          + '; '.join(differences) + '. Use a new --workdir, or pass --allow_config_change to '
+          'continue this run under the new config (e.g. more epochs; a schedule that depends on '
+          'num_epochs then changes mid-run).')
+    if differences:
+      logging.warning('Continuing %s under a changed config: %s', workdir, differences)
+  results_path = os.path.join(workdir, 'results.json')
+  try:
+    results = files.read_json(results_path, '', required=results_lib.REQUIRED)
+  except errors.DamagedFileError as e:
+    console.warn(f'{e} It is rebuilt from the run\'s final checkpoint.')
+    os.replace(results_path, results_path + '.damaged')
+    return None
+  if results is None or results['epochs'] < num_epochs:
+    return None
+  made_by = provenance.results_version(results)
+  if made_by != provenance.RESULTS_VERSION:
+    raise errors.WorkdirError(
+        f'{workdir} holds a finished run of results version {made_by}; this code is results '
+        f'version {provenance.RESULTS_VERSION} and gives other numbers. Use a new --workdir '
+        'to train it with this code (or move this one away).')
+  logging.info('%s already holds a finished run; nothing to train.', workdir)
+  return results
+
+
+def saved_config(workdir: str) -> dict[str, Any] | None:
+  """The workdir's config.json (None for a new workdir); when it is damaged, the copy that every
+  checkpoint carries (written back); DamagedFileError when there is neither."""
+  path = os.path.join(workdir, 'config.json')
+  try:
+    return files.read_json(path, '', required=config_check.REQUIRED)
+  except errors.DamagedFileError as e:
+    copy = checkpoint.saved_config(workdir)
+    if copy is not None:
+      console.warn(f'{e} Rebuilt from the copy in checkpoint {copy[0]}.')
+      results_lib.write_json(path, copy[1])
+      return copy[1]
+    if checkpoint.has_checkpoints(workdir):
+      raise errors.DamagedFileError(
+          f'{e} No checkpoint holds a copy to rebuild it from: restore it, or delete it to '
+          'continue this run under the command\'s config.') from None
+    console.warn(f'{e} The run has no checkpoint yet, so nothing is lost: it is written again.')
+    return None
