@@ -1,13 +1,15 @@
 """MLP vs CNN vs BN-CNN (or any configs) over several seeds: mean ± std, 95 % intervals, Welch tests.
 
     python -m experiments.compare_architectures                    # the default configs, 5 seeds
-    python -m experiments.compare_architectures --num_seeds 3 --epochs 2 --set train_split=train[:5000]
+    python -m experiments.compare_architectures --num_seeds 3 --epochs 2 \\
+        --config.train_split='train[:5000]'
 
 With --workers 1 (the default on 2 cores or fewer) a config's seeds train together in one process
 (config.num_seeds, one program) in <workdir>/<config name>, or with --sequential one after another
 in <workdir>/<config name>/seed_<s>; otherwise each seed is a run of its own there, side by side as
 Ray tasks (experiments/lib/distribute.py). A rerun resumes or reuses finished runs. Writes
-comparison.{csv,json,md}, accuracy.png and validation_curves.png to --output. A run with --epochs or --set says so in every table row.
+comparison.{csv,json,md}, accuracy.png and validation_curves.png to --output. A run with --epochs or
+--config.<field>=<value> overrides (applied to every config) says so in every table row.
 --against adds the rows of an earlier comparison.json (a committed run of the originals, say; a
 suffix :<config name>[,<config name>] picks rows) to the table and the Welch tests without training
 them again; each such row names its file and date.
@@ -29,14 +31,12 @@ DEFAULT_CONFIGS = ['configs/mlp.py', 'configs/cnn.py', 'configs/bn_cnn.py']
 
 
 def parse_args(argv=None):
-  p = cli.ArgumentParser(description=__doc__.split('\n')[0])
+  p = cli.ArgumentParser(description=__doc__.split('\n')[0], config_overrides=True)
   p.add_argument('--configs', nargs='+', default=DEFAULT_CONFIGS)
   p.add_argument('--num_seeds', type=int, default=5)
   p.add_argument('--seed', type=int, default=0, help='First seed; seeds are seed..seed+N-1.')
   p.add_argument('--epochs', type=int, default=None,
                  help='Shorten every config to this many epochs (labeled in the tables).')
-  p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',
-                 help='Config overrides applied to every config (labeled in the tables).')
   p.add_argument('--sequential', action='store_true',
                  help='Train the seeds as separate runs instead of together in one process: '
                       'about as fast on a CPU, with the same numbers there (on accelerators, where '
@@ -63,13 +63,15 @@ def main(argv=None):
   if args.num_seeds < 2:
     raise errors.UserError(f'--num_seeds {args.num_seeds}: it must be at least 2 for a spread '
                            'and a test.')
-  overrides = [f'num_seeds={args.num_seeds}', f'seed={args.seed}', *args.set]
+  overrides = [f'num_seeds={args.num_seeds}', f'seed={args.seed}', *args.config_overrides]
   if args.epochs:
     overrides.append(f'num_epochs={args.epochs}')
   # Every config is loaded and checked before anything trains.
   configs = {common.config_name(p): (p, common.load_config(p, overrides)) for p in args.configs}
-  full_epochs = {name: common.load_config(p).num_epochs for name, (p, _) in configs.items()}
-  changed = ' '.join([o for o in args.set if o.split('=')[0] not in config_check.NOT_COMPARED]
+  full_epochs = {name: common.load_config(p, validate=False).num_epochs
+                 for name, (p, _) in configs.items()}
+  changed = ' '.join([o for o in args.config_overrides
+                      if o.split('=')[0] not in config_check.NOT_COMPARED]
                      + ([f'num_epochs={args.epochs}'] if args.epochs else []))
   label = f'SHORTENED/CHANGED ({changed})' if changed else 'full schedule'
   earlier = [earlier_rows(path) for path in args.against]  # read before anything trains

@@ -28,7 +28,7 @@ row with fewer finished seeds than asked says so, both in the row and in the tit
 --other_records DIR completes a row from another machine's run of the same recipe: when fewer of
 a row's own seeds are finished than asked, a record in DIR/<row>/ is used instead if its config
 equals the row's except for how the seeds were run (num_seeds, steps_per_dispatch: a GPU run with
---vmap_seeds --num_seeds 5 --set steps_per_dispatch=16) and it has at least as many seeds, from
+--vmap_seeds --num_seeds 5 --config.steps_per_dispatch=16) and it has at least as many seeds, from
 the same first seed. The row says which machine trained it.
 
 The MobileNetV2 transfer row needs Keras' ImageNet weight file (see docs). Without it the row is
@@ -55,7 +55,7 @@ OUTPUT = os.path.join(common.ROOT, 'experiments/results/reproduce_tables')
 
 
 def parse_args(argv=None):
-  p = cli.ArgumentParser(description=__doc__.split('\n')[0])
+  p = cli.ArgumentParser(description=__doc__.split('\n')[0], config_overrides=True)
   p.add_argument('--configs', nargs='+', default=REPORT_CONFIGS)
   p.add_argument('--num_seeds', type=int, default=None,
                  help='Seeds for every row (default: each row\'s config.report.num_seeds).')
@@ -64,8 +64,6 @@ def parse_args(argv=None):
                  help='Cap every row at this many epochs for slow machines (labeled SHORTENED).')
   p.add_argument('--full', nargs='*', default=[], metavar='CONFIG_NAME',
                  help='Rows that keep their full schedule despite --max_epochs.')
-  p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',
-                 help='Overrides for every row (e.g. data_dir=...); shown in each row\'s note.')
   p.add_argument('--vmap_seeds', action='store_true',
                  help='Train a row\'s seeds together in one process (vmapped on accelerators, '
                  'where it is faster) instead of one run per seed (as fast on a CPU).')
@@ -101,7 +99,8 @@ def plan(args) -> list[dict]:
   rows = []
   for path in args.configs:
     name = common.config_name(path)
-    config = common.load_config(path, [f'seed={args.seed}', *args.set], validate=False)
+    config = common.load_config(path, [f'seed={args.seed}', *args.config_overrides],
+                                validate=False)
     if 'report' not in config:
       raise errors.UserError(f'--configs {path}: no config.report block; pass configs from '
                              'configs/reports/.')
@@ -275,7 +274,7 @@ def table_row(row: dict, results: dict, args) -> dict:
       'pretrained': None if backbone is None else backbone['pretrained'],
       'note': '; '.join(filter(None, [report.note, _backbone_note(backbone),
                                       results.get('other_run')] + [
-          f'override {o}' for o in args.set
+          f'override {o}' for o in args.config_overrides
           if not o.startswith(('data_dir=', 'archives_dir=', 'progress_bar='))])),
       'per_seed_test_accuracy': accuracies,
       'wall_seconds_per_seed': results['train_seconds'] / s['n'],

@@ -3,10 +3,11 @@
     python -m experiments.sweep --config configs/cnn.py \\
         --grid batch_size=32,64,128 learning_rate=1e-3,5e-4 optimizer=adam,sgd [--random 4]
     python -m experiments.sweep --config configs/speedrun.py --one_at_a_time \\
-        --grid label_smoothing=0.0 nesterov=False model_args.bn_momentum=0.9
+        --grid label_smoothing=0.0 nesterov=False model_args.bn_momentum=0.9 --config.num_epochs=5
 
 --one_at_a_time measures each option against the config itself (an ablation): the base config is
-a trial, and every other trial changes one field of it.
+a trial, and every other trial changes one field of it. --config.<field>=<value> overrides apply
+to every trial; the grid's fields are checked like them (model_args.<name>: the model's fields).
 
 Every trial trains with test_split='' so the test split is not even loaded while choosing; the
 ranking uses the best validation accuracy of each trial (mean over seeds with --num_seeds). Only
@@ -23,6 +24,7 @@ from experiments.lib import distribute
 from experiments.lib import early_stopping
 from fmnist_jax import checkpoint
 from fmnist_jax import cli
+from fmnist_jax import config_check
 from fmnist_jax import errors
 from fmnist_jax import evaluate
 from fmnist_jax import files
@@ -65,7 +67,7 @@ def trial_name(trial: dict) -> str:
 
 
 def parse_args(argv=None):
-  p = cli.ArgumentParser(description=__doc__.split('\n')[0])
+  p = cli.ArgumentParser(description=__doc__.split('\n')[0], config_overrides=True)
   p.add_argument('--config', default='configs/cnn.py')
   p.add_argument('--grid', nargs='+', required=True, metavar='FIELD=V1,V2')
   p.add_argument('--random', type=int, default=None, help='Sample this many grid points.')
@@ -73,8 +75,6 @@ def parse_args(argv=None):
                  help='An ablation: the config itself, then each value of the grid alone.')
   p.add_argument('--num_seeds', type=int, default=1)
   p.add_argument('--seed', type=int, default=0)
-  p.add_argument('--set', nargs='*', default=[], metavar='FIELD=VALUE',
-                 help='Overrides for every trial (e.g. num_epochs=5 for a quick sweep).')
   p.add_argument('--early_stopping', action='store_true',
                  help='Stop poor trials early on validation accuracy (Ray Tune\'s ASHA; see '
                       'experiments/lib/early_stopping.py).')
@@ -93,14 +93,17 @@ def parse_args(argv=None):
 def main(argv=None):
   args = parse_args(argv)
   common.check_dirs(args)
-  base = common.load_config(args.config, args.set)
+  base = common.load_config(args.config, args.config_overrides)
   grid = parse_grid(args.grid)
   plan = []
   # Every trial is checked before any trains.
   for trial in trials(grid, args.random, args.seed, args.one_at_a_time):
-    overrides = [*args.set, *(f'{k}={v}' for k, v in trial.items()),
-                 f'num_seeds={args.num_seeds}', f'seed={args.seed}', "test_split=''"]
-    plan.append((trial, common.load_config(args.config, overrides)))
+    overrides = [*args.config_overrides, *(f'{k}={v}' for k, v in trial.items()),
+                 f'num_seeds={args.num_seeds}', f'seed={args.seed}']
+    config = common.load_config(args.config, overrides, validate=False)
+    config.test_split = ''  # the test split is not even loaded while choosing
+    config_check.validate_config(config)
+    plan.append((trial, config))
 
   workdirs = [os.path.join(args.workdir, trial_name(trial)) for trial, _ in plan]
   with distribute.Runner(args, needs_ray=args.early_stopping) as runner:
@@ -134,14 +137,15 @@ def main(argv=None):
   common.write_json(os.path.join(args.output, 'sweep.json'),
                     {'machine': machine, 'provenance': provenance.describe(),
                      'config': args.config, 'grid': grid,
-                     'overrides': args.set, 'ranked': rows})
+                     'overrides': args.config_overrides, 'ranked': rows})
   full_epochs = common.load_config(args.config, validate=False).num_epochs
   shortened = (f' (SHORTENED: {base.num_epochs} of the config\'s {full_epochs} epochs per trial)'
                if base.num_epochs < full_epochs else '')
   lines = [f'# Sweep of {args.config} ranked by validation accuracy{shortened}', '',
            f'Machine: {common.machine_line(machine)}. Code: '
            f'{provenance.code_line(provenance.describe())}. Overrides for every trial: '
-           f'{" ".join(args.set) or "none"}. Test accuracy is measured for the winner only.', '',
+           f'{" ".join(args.config_overrides) or "none"}. Test accuracy is measured for the '
+           'winner only.', '',
            reporting.markdown_table(
                ['rank', 'trial', 'validation accuracy', 'validation loss', 'epochs',
                 'test accuracy'],

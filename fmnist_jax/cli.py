@@ -4,6 +4,14 @@ Flags are parsed by absl (and `--config` by ml_collections' config_flags), but f
 is loaded here and every `--config.<field>` override is checked against it, so a missing or broken
 file and a misspelt field are named before anything is imported, loaded or compiled. Inside the
 command, `errors.UserError` is caught here and nothing else: a bug keeps its traceback.
+
+`--config.<field>=<value>` is the one override syntax: `python -m fmnist_jax.main` takes it through
+`define_config_flag`, the experiment scripts (argparse) through `ArgumentParser(config_overrides=
+True)` and `load_config`, which hand it to the same ml_collections parser: a value is read as the
+field's type, and a field the config lacks (a model's own field under model_args) with
+ast.literal_eval where it parses (a tuple such as '(64,)'), as a string otherwise.
+`--config.model_args.<name>` may name any of the chosen model's fields
+(`models.settable_fields`), set in the config file or not.
 """
 from __future__ import annotations
 
@@ -14,6 +22,7 @@ import importlib.util
 import os
 import sys
 import traceback
+import warnings
 from typing import Any, Callable, Sequence
 
 from fmnist_jax import errors
@@ -71,30 +80,112 @@ def check_field(config, field: str, source: str) -> None:
     node = node[part]
 
 
-def _config_args(argv: Sequence[str], flag: str) -> tuple[str | None, list[str]]:
-  """The --<flag> file and the dotted fields of every --<flag>.<field> override in `argv`."""
-  path, fields = None, []
+def check_override(config, field: str, source: str, model: str | None = None) -> None:
+  """ConfigError unless an override may set the dotted `field` of `config`: a field it has, or
+  model_args.<name> where <name> is one of the fields of `model` (default: config.model)."""
+  if not field.startswith('model_args.'):
+    check_field(config, field, source)
+    return
+  # The model registry imports JAX: only for an override of a model's own field.
+  from fmnist_jax import defaults  # pylint: disable=g-import-not-at-top
+  from fmnist_jax import models  # pylint: disable=g-import-not-at-top
+  defaults.import_extensions(config)  # a model registered by the user's own module
+  model = model or config.model
+  if model not in models.MODELS:
+    raise errors.ConfigError(f'{source}: there is no model {model!r} to take it; known models: '
+                             f'{", ".join(sorted(models.MODELS))}.')
+  name, fields = field.split('.', 1)[1], models.settable_fields(model)
+  if name not in fields:
+    raise errors.ConfigError(f'{source}: model {model!r} has no field {name!r}; its fields: '
+                             f'{", ".join(fields) or "none"}.')
+
+
+def _config_args(argv: Sequence[str], flag: str) -> tuple[str | None, dict[str, str | None]]:
+  """The --<flag> file and every --<flag>.<field> override in `argv`: {field: its value's text,
+  or the next argument's, None for a boolean's --<flag>.<field>}."""
+  path, overrides = None, {}
   for i, arg in enumerate(argv):
     if arg == '--':
       break
-    name = arg.lstrip('-').split('=', 1)[0] if arg.startswith('--') else ''
+    name, sep, value = arg.lstrip('-').partition('=') if arg.startswith('--') else ('', '', '')
+    following = argv[i + 1] if i + 1 < len(argv) and not argv[i + 1].startswith('-') else None
     if name == flag:
-      path = arg.split('=', 1)[1] if '=' in arg else (argv[i + 1] if i + 1 < len(argv) else None)
+      path = value if sep else following
     for prefix in (f'{flag}.', f'no{flag}.'):
       if name.startswith(prefix):
-        fields.append(name[len(prefix):])
-  return path, fields
+        overrides[name[len(prefix):]] = value if sep else following
+  return path, overrides
 
 
 def check_config_flags(argv: Sequence[str], flag: str = 'config', default: str | None = None):
   """Loads the --config file and checks every override's field before absl parses them."""
-  path, fields = _config_args(argv, flag)
+  path, overrides = _config_args(argv, flag)
   path = path or default
   if path is None:
     return
   config = load_config_file(path)
-  for field in fields:
-    check_field(config, field, f'--{flag}.{field}')
+  for field in overrides:
+    check_override(config, field, f'--{flag}.{field}', model=overrides.get('model'))
+
+
+def define_config_flag(name: str = 'config', default: str | None = None,
+                       help_string: str = 'Training configuration file.', flag_values=None,
+                       sys_argv: Sequence[str] | None = None):
+  """The --<name> flag (ml_collections' config file flag) with its --<name>.<field> overrides.
+
+  Fields the config lacks are accepted (check_config_flags has checked them: only a model's own
+  fields under model_args get through), so the config comes back unlocked; lock it once read.
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  return config_flags.DEFINE_config_file(
+      name, default, help_string, flag_values=flags.FLAGS if flag_values is None else flag_values,
+      lock_config=False, accept_new_attributes=True,
+      sys_argv=None if sys_argv is None else list(sys_argv))
+
+
+def load_config(path: str, overrides: Sequence[str] = (), flag: str = 'config'):
+  """The config file at `path` with `field=value` overrides, read exactly as `python -m
+  fmnist_jax.main --config <path> --config.<field>=<value>` reads them (the experiment scripts'
+  configs). A missing or broken file, an unknown field or a value of the wrong type is a
+  ConfigError naming it."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  argv = ['load_config', f'--{flag}={path}', *(f'--{flag}.{o}' for o in overrides)]
+  check_config_flags(argv[1:], flag)
+  values = flags.FlagValues()
+  define_config_flag(flag, flag_values=values, sys_argv=argv)
+  try:
+    with warnings.catch_warnings():  # ml_collections loads the file with importlib's old API
+      warnings.filterwarnings('ignore', 'the load_module', DeprecationWarning)
+      values(argv)
+  except flags.Error as e:
+    raise errors.ConfigError(str(e)) from None
+  return values[flag].value
+
+
+def split_config_overrides(argv: Sequence[str],
+                           flag: str = 'config') -> tuple[list[str], list[str]]:
+  """(the `field=value` of every --<flag>.<field>=<value> in `argv`, the other arguments).
+
+  `--<flag>.<field> <value>` (the value as the next argument) and a boolean's `--<flag>.<field>`
+  or `--no<flag>.<field>` are read as main reads them.
+  """
+  overrides, rest, i = [], [], 0
+  while i < len(argv):
+    arg = argv[i]
+    name, sep, value = arg.lstrip('-').partition('=') if arg.startswith('--') else ('', '', '')
+    if name.startswith(f'{flag}.') and not sep and i + 1 < len(argv) and (
+        not argv[i + 1].startswith('-')):
+      overrides.append(f'{name[len(flag) + 1:]}={argv[i + 1]}')
+      i += 1
+    elif name.startswith(f'{flag}.'):
+      overrides.append(f'{name[len(flag) + 1:]}={value if sep else "true"}')
+    elif name.startswith(f'no{flag}.') and not sep:
+      overrides.append(f'{name[len(flag) + 3:]}=false')
+    else:
+      rest.append(arg)
+    i += 1
+  return overrides, rest
 
 
 def parse_flags(argv: list[str], config_flag: str | None = 'config',
@@ -146,7 +237,32 @@ def check_output_file(path: str, flag: str) -> None:
 
 
 class ArgumentParser(argparse.ArgumentParser):
-  """argparse for the experiment scripts: a usage mistake is one ERROR line, exit status 2."""
+  """argparse for the experiment scripts: a usage mistake is one ERROR line, exit status 2.
+
+  With `config_overrides`, every --config.<field>=<value> (main's syntax) is taken out before
+  argparse reads the rest, into `args.config_overrides` as `field=value` (for load_config).
+  """
+
+  def __init__(self, *args, config_overrides: bool = False, **kwargs):
+    if config_overrides:
+      kwargs.setdefault('epilog', '--config.<field>=<value> (any number) overrides a field of '
+                        'every config the command trains, as `python -m fmnist_jax.main` takes '
+                        'it; --config.model_args.<name> sets a field of the chosen model.')
+    super().__init__(*args, **kwargs)
+    self.config_overrides = config_overrides
+
+  def parse_args(self, args=None, namespace=None):
+    args = sys.argv[1:] if args is None else list(args)
+    overrides = []
+    if self.config_overrides:
+      if '--set' in args:
+        self.error('--set is gone: give each override as --config.<field>=<value> (e.g. '
+                   '--config.num_epochs=5), as python -m fmnist_jax.main takes it')
+      overrides, args = split_config_overrides(args)
+    parsed = super().parse_args(args, namespace)
+    if self.config_overrides:
+      parsed.config_overrides = overrides
+    return parsed
 
   def error(self, message):
     print(f'ERROR: {message} (see {self.prog} --help)', file=sys.stderr, flush=True)

@@ -1,9 +1,13 @@
-"""Command line: `python -m fmnist_jax.main --config configs/cnn.py --workdir W [--config.x=y]`."""
+"""Command line: `python -m fmnist_jax.main --config configs/cnn.py --workdir W [--config.x=y]`.
+
+Any config field can be overridden, and `--config.model_args.<name>=<value>` sets a field of the
+chosen model (e.g. `--config.model_args.hidden='(64,)'` for `mlp`), whether or not the config file
+sets it; fmnist_jax/cli.py checks every override before anything is loaded.
+"""
 import logging as pylogging
 
 from absl import flags
 from absl import logging
-from ml_collections import config_flags
 
 from fmnist_jax import cli
 from fmnist_jax import console
@@ -13,7 +17,7 @@ from fmnist_jax import workdir as workdir_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string('workdir', None, 'Directory for checkpoints, logs and results.')
-config_flags.DEFINE_config_file('config', None, 'Training configuration file.', lock_config=True)
+cli.define_config_flag('config', None, 'Training configuration file.')
 flags.DEFINE_bool('allow_config_change', False,
                   'Continue a workdir whose config.json differs from --config (listed otherwise).')
 flags.DEFINE_bool('multihost', False,
@@ -39,6 +43,7 @@ def main(argv):
   if len(argv) > 1:
     raise errors.UserError(f'unexpected arguments {argv[1:]}: every option is a flag, e.g. '
                            '--config.num_epochs=5 (see --help).')
+  FLAGS.config.lock()  # as given: code may set its fields, not add new ones
   logging.get_absl_handler().addFilter(_QuietOrbax())
   import jax  # pylint: disable=g-import-not-at-top
   if not FLAGS.verbose and not FLAGS.multihost:  # before the backends start (and warn)

@@ -171,9 +171,9 @@ def test_sweep_with_early_stopping_stops_poor_trials_and_reads_test_once(data_di
 import json
 from experiments import sweep
 rows = sweep.main(['--config', 'configs/mlp.py', '--grid', 'learning_rate=0.001,0.3',
-                   '--set', 'num_epochs=3', 'train_split=train[:2000]',
-                   'validation_split=train[59000:]', 'test_split=test[:500]',
-                   'data_dir={data_dir}', 'progress_bar=off',
+                   '--config.num_epochs=3', '--config.train_split=train[:2000]',
+                   '--config.validation_split=train[59000:]', '--config.test_split=test[:500]',
+                   '--config.data_dir={data_dir}', '--config.progress_bar=off',
                    '--early_stopping', '--grace_epochs', '1', '--reduction_factor', '3',
                    '--workers', '1', '--workdir', '{tmp_path / "w"}', '--output', '{out}'])
 print(json.dumps(rows))

@@ -55,7 +55,7 @@ MISTAKES = [
     (['-m', 'fmnist_jax.benchmark', '--models=cnn,resnet'], "unknown model(s) ['resnet']"),
     (['-m', 'fmnist_jax.benchmark', '--models=mlp', '--output={tmp}/no/such/dir/b.json'],
      'is not a writable directory'),
-    (['-m', 'experiments.compare_architectures', '--set', 'batchsize=64', '--workdir', '{tmp}/w'],
+    (['-m', 'experiments.compare_architectures', '--config.batchsize=64', '--workdir', '{tmp}/w'],
      "no field 'batchsize'. Did you mean 'batch_size'?"),
     (['-m', 'experiments.sweep', '--grid', 'learning_rate', '--workdir', '{tmp}/w'],
      "--grid item 'learning_rate' is not of the form"),

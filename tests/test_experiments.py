@@ -18,7 +18,8 @@ from fmnist_jax import input_pipeline
 from fmnist_jax import provenance
 from fmnist_jax import reporting
 
-TINY = ['train_split=train[:1000]', 'validation_split=train[59000:]', 'progress_bar=off']
+TINY = ['--config.train_split=train[:1000]', '--config.validation_split=train[59000:]',
+        '--config.progress_bar=off']
 
 
 def test_seed_summary_and_welch():
@@ -52,7 +53,7 @@ def test_compare_architectures_writes_tables_and_plots(data_dir, tmp_path):
   out = tmp_path / 'out'
   rows, tests = compare_architectures.main([
       '--configs', 'configs/mlp.py', 'configs/cnn.py', '--num_seeds', '2', '--epochs', '1',
-      '--set', *TINY, f'data_dir={data_dir}', 'test_split=test[:1000]',
+      *TINY, f'--config.data_dir={data_dir}', '--config.test_split=test[:1000]',
       '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(out)])
   assert [r['model'] for r in rows] == ['mlp', 'cnn'] and all(r['seeds'] == 2 for r in rows)
   assert len(tests) == 1 and 0 <= tests[0]['p_value'] <= 1
@@ -93,7 +94,7 @@ def test_compare_against_earlier_rows_trains_nothing_and_tests_them(tmp_path):
 def test_reproduce_tables_labels_shortened_rows(data_dir, tmp_path):
   config = os.path.join(common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
   rows = reproduce_tables.main(['--configs', config, '--num_seeds', '2', '--max_epochs', '1',
-                                '--set', f'data_dir={data_dir}', 'progress_bar=off',
+                                f'--config.data_dir={data_dir}', '--config.progress_bar=off',
                                 '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')])
   (row,) = rows
   assert row['reported_test_accuracy'] == 0.85 and row['epochs_run'] == 1
@@ -108,9 +109,10 @@ def test_mobilenetv2_row_without_imagenet_weights_says_not_pretrained(data_dir, 
   monkeypatch.setattr(input_pipeline, 'host_reachable', lambda url, timeout=3.0: False)
   config = os.path.join(common.ROOT,
                         'configs/reports/keras_mobilenetv2_90_31_transfer.py')
-  common_args = ['--configs', config, '--num_seeds', '1', '--max_epochs', '1', '--set',
-                 f'data_dir={data_dir}', 'progress_bar=off', 'train_split=train[:320]',
-                 'validation_split=train[59900:]', 'test_split=test[:100]',
+  common_args = ['--configs', config, '--num_seeds', '1', '--max_epochs', '1',
+                 f'--config.data_dir={data_dir}', '--config.progress_bar=off',
+                 '--config.train_split=train[:320]', '--config.validation_split=train[59900:]',
+                 '--config.test_split=test[:100]',
                  '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
   with pytest.raises(errors.UserError, match='config.backbone.weights'):
     reproduce_tables.main(common_args + ['--require_pretrained'])
@@ -145,7 +147,8 @@ def test_sweep_ranks_on_validation_and_reads_test_only_for_the_winner(data_dir, 
     return real(data_dir, archives_dir, split, **kwargs)
   monkeypatch.setattr(input_pipeline, 'load_split_from_archives', recording)
   rows = sweep.main(['--config', 'configs/mlp.py', '--grid', 'learning_rate=0.001,0.3',
-                     '--set', *TINY, 'num_epochs=1', f'data_dir={data_dir}', 'test_split=test[:500]',
+                     *TINY, '--config.num_epochs=1', f'--config.data_dir={data_dir}',
+                     '--config.test_split=test[:500]',
                      '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')])
   test_reads = [i for i, s in enumerate(reads) if s.startswith('test')]
   assert test_reads == [len(reads) - 1] and reads[-1] == 'test[:500]'  # once, after all trials
@@ -424,9 +427,38 @@ def test_one_at_a_time_trials_are_the_base_and_each_value_alone():
   assert len(sweep.trials(grid, None, 0)) == 2  # the product without it
 
 
-def test_set_reaches_a_models_own_fields_and_names_the_wrong_ones():
+def test_config_overrides_reach_a_models_own_fields_and_name_the_wrong_ones():
   config = common.load_config(
       'configs/speedrun.py', ['model_args.bn_momentum=0.9'], validate=False)
   assert config.model_args.bn_momentum == 0.9
   with pytest.raises(errors.ConfigError, match='no field .bogus.; its fields: widths'):
     common.load_config('configs/speedrun.py', ['model_args.bogus=1'])
+
+
+def test_a_scripts_config_overrides_apply_to_every_config_it_names(tmp_path, capsys):
+  """--config.<field>=<value> as main takes it, for each config of a comparison, checked before
+  anything trains; the old --set is one ERROR line pointing at it."""
+  argv = ['--configs', 'configs/mlp.py', 'configs/cnn.py', '--finished_only', '--workdir',
+          str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
+  args = compare_architectures.parse_args(argv + ['--config.model_args.hidden=(64,)',
+                                                  '--config.augment.flip', '--config.num_epochs',
+                                                  '3'])
+  assert args.config_overrides == ['model_args.hidden=(64,)', 'augment.flip=true',
+                                   'num_epochs=3']
+  mlp = common.load_config('configs/mlp.py', args.config_overrides)
+  assert mlp.model_args.hidden == (64,) and mlp.augment.flip is True and mlp.num_epochs == 3
+  # The mlp has no `features` (the cnn has): the error names its model and fields; nothing
+  # trained or written.
+  with pytest.raises(errors.ConfigError,
+                     match="model 'mlp' has no field 'features'; its fields: hidden"):
+    compare_architectures.main(argv + ['--config.model_args.features=(16, 32)'])
+  with pytest.raises(errors.ConfigError, match="no field 'batchsize'. Did you mean 'batch_size'"):
+    sweep.main(['--config', 'configs/mlp.py', '--grid', 'batchsize=32,64', '--workdir',
+                str(tmp_path / 'w'), '--output', str(tmp_path / 'o')])
+  with pytest.raises(errors.ConfigError, match="--config.num_epochs=abc"):
+    sweep.main(['--config', 'configs/mlp.py', '--grid', 'learning_rate=0.1',
+                '--config.num_epochs=abc', '--workdir', str(tmp_path / 'w')])
+  assert not (tmp_path / 'o' / 'comparison.json').exists()
+  with pytest.raises(SystemExit):
+    compare_architectures.parse_args(argv + ['--set', 'num_epochs=1'])
+  assert 'give each override as --config.<field>=<value>' in capsys.readouterr().err

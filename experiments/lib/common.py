@@ -4,7 +4,6 @@ Training goes through `fmnist_jax.train.train_and_evaluate` with `config.num_see
 config trained together in one process), so every run is an ordinary workdir: checkpoints, resume,
 TensorBoard, and a per-seed test report under workdir/seed_<s>/.
 """
-import ast
 import os
 
 import numpy as np
@@ -13,10 +12,7 @@ from experiments.lib import distribute
 from experiments.lib import runs as runs_lib
 from fmnist_jax import cli
 from fmnist_jax import config_check
-from fmnist_jax import defaults
-from fmnist_jax import errors
 from fmnist_jax import files
-from fmnist_jax import models
 from fmnist_jax import provenance
 from fmnist_jax import reporting
 from fmnist_jax import results as results_lib
@@ -27,37 +23,14 @@ ROOT = distribute.ROOT  # the repository root (configs/, experiments/results/)
 
 
 def load_config(path: str, overrides: list[str] = (), validate: bool = True):
-  """get_config() of a config file, then `field=value` overrides (dotted fields allowed).
+  """get_config() of a config file with `field=value` overrides, read as `python -m
+  fmnist_jax.main` reads --config.<field>=<value> (cli.load_config: model_args.<name> may set any
+  field of the chosen model), then checked whole (config_check) unless not `validate`.
 
   A missing or broken file, an unknown field or a value of the wrong type is an errors.ConfigError
   naming it.
   """
-  config = cli.load_config_file(path)
-  for item in overrides:
-    field, sep, text = item.partition('=')
-    if not sep:
-      raise errors.ConfigError(f'--set {item!r} is not of the form field=value (e.g. '
-                               'num_epochs=5).')
-    try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      value = text  # a plain string such as train[:5000]
-    if field.startswith('model_args.'):  # one of the model's fields, set or not in the file
-      name = field.split('.', 1)[1]
-      defaults.import_extensions(config)
-      if config.model not in models.MODELS:
-        raise errors.ConfigError(f'--set {item!r}: no model {config.model!r}; known: '
-                                 f'{", ".join(sorted(models.MODELS))}.')
-      if name not in models.settable_fields(config.model):
-        raise errors.ConfigError(f'--set {item!r}: model {config.model!r} has no field {name!r}; '
-                                 f'its fields: {", ".join(models.settable_fields(config.model))}.')
-      config.model_args[name] = value
-      continue
-    cli.check_field(config, field, f'--set {item!r}')
-    try:
-      config.update_from_flattened_dict({field: value})
-    except (TypeError, ValueError) as e:
-      raise errors.ConfigError(f'--set {item!r}: {e}') from None
+  config = cli.load_config(path, overrides)
   if validate:
     config_check.validate_config(config)
   return config

@@ -25,10 +25,10 @@ from fmnist_jax import files
 from fmnist_jax import provenance
 from fmnist_jax import reporting
 
-COMPARE = ['-m', 'experiments.compare_architectures', '--configs', 'configs/mlp.py', 'configs/cnn.py',
-           '--num_seeds', '4', '--epochs', '5', '--sequential']
+COMPARE = ['-m', 'experiments.compare_architectures', '--configs', 'configs/mlp.py',
+           'configs/cnn.py', '--num_seeds', '4', '--epochs', '5', '--sequential']
 SWEEP = ['-m', 'experiments.sweep', '--config', 'configs/cnn.py', '--grid',
-         'learning_rate=0.001,0.01,0.0003,0.003', 'batch_size=128,64,256', '--set', 'num_epochs=9']
+         'learning_rate=0.001,0.01,0.0003,0.003', 'batch_size=128,64,256', '--config.num_epochs=9']
 COMPARE_WAYS = {'one at a time, all cores, no Ray': ['--workers', '1'],
                 'Ray, 1 worker of 1 core': ['--workers', '1', '--cores_per_run', '1'],
                 'Ray, 2 workers of 1 core': ['--workers', '2']}
