@@ -64,10 +64,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.schedule = 'cosine'  # constant | cosine | step | linear (state.SCHEDULES)
   config.warmup_epochs = 0.0
   config.label_smoothing = 0.0  # optax.smooth_labels on the targets of the training loss.
-  # The training loss by name (losses.LOSSES: cross_entropy, or one a user registers) and its
-  # keyword arguments.
-  config.loss = 'cross_entropy'
-  config.loss_args = ml_collections.ConfigDict()
+  # The training loss by name (losses.LOSSES, or a user's) and its keyword arguments.
+  config.loss, config.loss_args = 'cross_entropy', ml_collections.ConfigDict()
   # Which validation metric picks each seed's best epoch (the weights tested, the checkpoint
   # kept, a sweep's winner): 'accuracy' (higher is better), 'loss' (lower), or a registered
   # metric (metrics.register, with its direction).
@@ -82,8 +80,7 @@ def get_config() -> ml_collections.ConfigDict:
   # On-device augmentation: every registered augmentation's fields, each off (augment.py).
   config.augment = ml_collections.ConfigDict(
       {field: default for field, (default, _) in augment.fields_of_all().items()})
-  # Batch transforms (batch_transforms.py: mixup, cutmix, ...), which mix images and labels
-  # after augmentation; every one off.
+  # Batch transforms (batch_transforms.py: mixup, cutmix, ...) mix images and labels; all off.
   config.batch_transforms = ml_collections.ConfigDict(
       {field: default for field, (default, _) in batch_transforms.fields_of_all().items()})
   # Extra metrics (names in metrics.EVAL_METRICS, e.g. 'macro_f1'), computed on validation every

@@ -12,6 +12,7 @@ import functools
 import time
 from typing import Any
 
+from absl import logging
 import flax
 import jax
 import jax.numpy as jnp
@@ -143,6 +144,7 @@ class Stepper:
                    donate_argnums=(0,))
       self.compiled[k] = fn.lower(*example, images, labels, np.int32(0), np.int32(1)).compile()
     self.compile_seconds = time.perf_counter() - t0
+    logging.info('Compiled the train step in %.1f s.', self.compile_seconds)
 
   def _over_seeds(self, fn, num_seeds: int):
     """`fn` over the seed axis of (carry, inputs): vmapped, or the seeds one after another."""

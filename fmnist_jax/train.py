@@ -104,11 +104,11 @@ def _train(config, workdir: str, config_json: dict[str, Any], on_epoch) -> dict[
                              *parallel.replicate((ckpt['state'], ckpt['totals']), mesh), images,
                              labels, jax.vmap(streams.step_root)(seed_keys), mesh, steps_per_epoch)
   progress.compile_seconds = stepper.compile_seconds
-  logging.info('Compiled the train step in %.1f s.', stepper.compile_seconds)
   report_progress = periodic_actions.ReportProgress(
       num_train_steps=config.num_epochs * steps_per_epoch, writer=writer,
       every_steps=config.report_every_steps)
-  best_so_far = [_best_value(selection, seeds.history(history, k)) for k in range(len(run_seeds))]
+  seeds_range = range(len(run_seeds))
+  best_so_far = [_best_value(selection, seeds.history(history, k)) for k in seeds_range]
 
   # A mid-epoch checkpoint of a run whose steps per epoch have since shrunk (a batch size changed
   # under --allow_config_change) ends that epoch at once.
@@ -123,9 +123,8 @@ def _train(config, workdir: str, config_json: dict[str, Any], on_epoch) -> dict[
         stepper.dispatch(i, k)
         _report_steps(report_progress, bar, (epoch - 1) * steps_per_epoch + i, k)
         if stop.signum is not None:
-          progress.epoch_steps_done = i + k
-          progress.epoch_seconds_done = time.perf_counter() - epoch_start
-          _save_and_exit(mngr, stepper.carry, best, progress, epoch, stop.signum, writer)
+          _save_and_exit(mngr, stepper.carry, best, progress, epoch, i + k, epoch_start,
+                         stop.signum, writer)
       if bar is not None:
         bar.close()
 
@@ -135,32 +134,23 @@ def _train(config, workdir: str, config_json: dict[str, Any], on_epoch) -> dict[
       _stop_if_diverged(train_metrics['loss'], np.asarray(carry.first_nonfinite_step), epoch,
                         steps_per_epoch, run_seeds)
       with report_progress.timed('validation'):
-        val_metrics = [validate(seeds.take(carry.state.eval_variables, k))
-                       for k in range(len(run_seeds))]
-      improved = [selection.better(m[selection.name], b) for m, b in zip(val_metrics, best_so_far)]
-      best_so_far = [m[selection.name] if up else b
-                     for m, b, up in zip(val_metrics, best_so_far, improved)]
-      best = _keep_best(np.array(improved), carry.state.eval_variables, best)
+        val_metrics = [validate(seeds.take(carry.state.eval_variables, k)) for k in seeds_range]
+      best, best_so_far = _keep_best(selection, val_metrics, carry.state.eval_variables, best,
+                                     best_so_far)
       history.append(results_lib.epoch_entry(
           epoch, train_metrics, val_metrics, steps_per_epoch * config.batch_size, train_seconds,
           time.perf_counter() - epoch_start))
       _log_epoch(writer, history[-1], epoch, config.num_epochs, steps_per_epoch,
                  steps_per_epoch * config.batch_size * len(run_seeds) / train_seconds)
-      steps_done, progress.epoch_steps_done, progress.epoch_seconds_done = 0, 0, 0.0
-      checkpoint.save(mngr, _optimizer_step(carry.state),
-                      {'state': carry.state, 'best': best,
-                       'totals': parallel.replicate(state_lib.empty_totals(len(run_seeds)), mesh)},
-                      progress, metrics={selection.key: history[-1][selection.key]})
+      steps_done = 0
+      _save_epoch(mngr, carry.state, best, progress, {selection.key: history[-1][selection.key]},
+                  mesh)
       if on_epoch is not None:
         on_epoch(history[-1])
 
-  tester = 'test' in data and build.evaluator_for(config, model, data['test'], mesh)
-  final = stepper.carry.state.eval_variables
-  per_seed = [_test_seed(tester, data.get('test'), workdir, k, seed, len(run_seeds), history,
-                         best, final, writer, selection, len(history) * steps_per_epoch)
-              for k, seed in enumerate(run_seeds)]
-  results = results_lib.build(config.model, model, seeds.take(best, 0), history,
-                              progress.compile_seconds, per_seed, selection)
+  results = _test(config, model, data.get('test'), mesh, workdir, writer, history, best,
+                  stepper.carry.state.eval_variables, progress.compile_seconds,
+                  len(history) * steps_per_epoch)
   return _finish(workdir, writer, results, len(history) * steps_per_epoch)
 
 
@@ -199,9 +189,15 @@ def _shuffles(seed_keys, n: int, steps: int, batch_size: int, mesh):
   return lambda epoch: permutations(seed_keys, epoch)
 
 
+def _keep_best(selection, val_metrics, variables, best, best_so_far):
+  """(best variables, best values): each seed's new variables where its validation improved."""
+  improved = [selection.better(m[selection.name], b) for m, b in zip(val_metrics, best_so_far)]
+  values = [m[selection.name] if up else b for m, b, up in zip(val_metrics, best_so_far, improved)]
+  return _where_improved(np.array(improved), variables, best), values
+
+
 @jax.jit
-def _keep_best(improved, new, old):
-  """Each seed's variables: the new ones where it improved, else the ones kept."""
+def _where_improved(improved, new, old):
   return jax.tree_util.tree_map(
       lambda n, o: jnp.where(improved.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old)
 
@@ -242,8 +238,19 @@ def _log_epoch(writer, h: dict[str, Any], epoch: int, num_epochs: int, steps_per
         + f'  {h["seconds"]:.1f}s', flush=True)
 
 
-def _save_and_exit(mngr, carry, best, progress, epoch: int, signum: int, writer) -> None:
+def _save_epoch(mngr, state, best, progress, val_metrics, mesh) -> None:
+  """The checkpoint at an epoch's end, ranked by the selection's validation metric."""
+  progress.epoch_steps_done, progress.epoch_seconds_done = 0, 0.0
+  totals = parallel.replicate(state_lib.empty_totals(len(state.step)), mesh)
+  checkpoint.save(mngr, _optimizer_step(state), {'state': state, 'best': best, 'totals': totals},
+                  progress, metrics=val_metrics)
+
+
+def _save_and_exit(mngr, carry, best, progress, epoch: int, steps_done: int, epoch_start: float,
+                   signum: int, writer) -> None:
   """A signal: saves a checkpoint in the middle of the epoch and exits; a rerun continues."""
+  progress.epoch_steps_done = steps_done
+  progress.epoch_seconds_done = time.perf_counter() - epoch_start
   saved_at = _optimizer_step(carry.state)
   checkpoint.save(mngr, saved_at, {'state': carry.state, 'best': best, 'totals': carry.totals},
                   progress)
@@ -251,6 +258,17 @@ def _save_and_exit(mngr, carry, best, progress, epoch: int, signum: int, writer)
         f'saved the checkpoint at step {saved_at}. Run the same command to continue.', flush=True)
   writer.flush()
   raise SystemExit(128 + signum)
+
+
+def _test(config, model, test, mesh, workdir: str, writer, history, best, final,
+          compile_seconds, last_step: int) -> dict[str, Any]:
+  """results.json's figures: every seed's best and final variables on the test split."""
+  tester = test is not None and build.evaluator_for(config, model, test, mesh)
+  run_seeds, selection = build.seeds(config), build.selection(config)
+  per_seed = [_test_seed(tester, test, workdir, k, seed, len(run_seeds), history, best, final,
+                         writer, selection, last_step) for k, seed in enumerate(run_seeds)]
+  return results_lib.build(config.model, model, seeds.take(best, 0), history, compile_seconds,
+                           per_seed, selection)
 
 
 def _test_seed(tester, test, workdir: str, k: int, seed: int, num_seeds: int, history, best,

@@ -5,6 +5,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from fmnist_jax import evaluator
 from fmnist_jax import augment
 
 
@@ -125,8 +126,8 @@ def test_evaluator_averages_the_views_probabilities_deterministically(tta):
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (40, 28, 28, 1), dtype=np.uint8)
   labels = rng.integers(0, 10, (40,)).astype(np.int32)
-  plain = evaluate.Evaluator(model, images, labels, 16)
-  averaged = evaluate.Evaluator(model, images, labels, 16, tta=tta)
+  plain = evaluator.Evaluator(model, images, labels, 16)
+  averaged = evaluator.Evaluator(model, images, labels, 16, tta=tta)
   metrics_, probs = averaged.run(variables)
   expected = np.mean([jax.nn.softmax(model.apply(variables, input_pipeline.normalize(v)))
                       for v in augment.tta_views(jnp.asarray(images), tta)], axis=0)

@@ -34,29 +34,30 @@ def test_bfloat16_model_trains_with_float32_loss():
   import jax.numpy as jnp
   import numpy as np
   from configs import default
-  from fmnist_jax import metrics, state as state_lib, train
+  from fmnist_jax import build, metrics, step as step_lib
   config = default.get_config()
-  config.update(model='bn_cnn', dtype='bfloat16')
-  model = state_lib.create_model(config)
-  state = state_lib.create_train_state(config, model, 10)
+  config.update(model='bn_cnn', dtype='bfloat16', batch_size=64)
+  model = build.model(config)
+  state = build.train_state(config, model, 10)
   assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(state.params))
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (64, 28, 28, 1), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, (64,), dtype=np.int32))
-  new, totals = jax.jit(lambda s: train.train_step(
-      s, metrics.Metrics.empty(), images, labels, jnp.arange(64), 0, jax.random.key(0),
-      batch_size=64, augment_cfg=config.augment))(state)
-  assert np.isfinite(float(totals.compute()['loss']))
-  assert int(new.step) == 1
+  carry = jax.jit(lambda s: step_lib.train_step(
+      step_lib.Carry(s, metrics.Metrics.empty(), jnp.int32(-1)),
+      step_lib.SeedInputs(jnp.arange(64), jax.random.key(0)), images, labels, 0, 1,
+      spec=build.step_spec(config)))(state)
+  assert np.isfinite(float(carry.totals.compute()['loss']))
+  assert int(carry.state.step) == 1
 
 
 def _our_count(name):
   import jax
   from configs import default
-  from fmnist_jax import models, state as state_lib
+  from fmnist_jax import build, models
   config = default.get_config()
   config.model = name
-  return models.count_params(models.init_variables(state_lib.create_model(config),
+  return models.count_params(models.init_variables(build.model(config),
                                                    jax.random.key(0)))
 
 

@@ -10,6 +10,7 @@ import time
 import pytest
 
 from configs import default
+from fmnist_jax import build
 from fmnist_jax import errors
 from fmnist_jax import input_pipeline
 
@@ -141,7 +142,7 @@ def test_damaged_data_set_is_set_aside_and_prepared_again(builder, data_dir, tmp
   _damage(next(version_dir.glob('*-test.tfrecord*')), 'truncated')
   config = default.get_config()
   config.update(data_dir=copy, test_split='test', data_source='tfds')  # tfds' prepared copy
-  data = input_pipeline.load(config, which=('test',))
+  data = build.data(config, which=('test',))
   assert len(data['test']['label']) == 10_000  # whole, never a partial split
   out = capsys.readouterr().out
   assert f'WARNING: the prepared Fashion-MNIST in {version_dir} is damaged' in out

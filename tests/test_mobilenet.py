@@ -15,6 +15,7 @@ import pytest
 
 from conftest import ROOT
 from configs.reports import keras_mobilenetv2_90_31_transfer as transfer_config
+from fmnist_jax import build
 from fmnist_jax import checkpoint
 from fmnist_jax import input_pipeline
 from fmnist_jax import models
@@ -121,12 +122,12 @@ def test_a_weight_file_of_another_model_is_refused(tmp_path):
 def test_transfer_config_has_the_reports_parameter_counts():
   config = transfer_config.get_config()
   config.backbone.weights = 'random'
-  model = state_lib.create_model(config)
+  model = build.model(config)
   variables = models.init_variables(model, jax.random.key(0))
   assert models.count_params(variables) == 3_733_992  # params + BatchNorm statistics, as Keras
   assert models.count_trainable(model, variables['params']) == 1_476_008
   config.backbone.unfreeze_blocks = models.MOBILENETV2_UNITS
-  unfrozen = state_lib.create_model(config)
+  unfrozen = build.model(config)
   assert models.count_trainable(unfrozen, variables['params']) == models.count_params(
       variables['params'])
 
@@ -151,9 +152,9 @@ def test_training_keeps_the_frozen_backbone_and_records_the_weight_file(
       'weights': keras_weight_file, 'pretrained': True, 'file': keras_weight_file,
       'sha256': input_pipeline.sha256(keras_weight_file)}
   assert results['num_trainable_params'] == 1_476_008 + 1280 * 320 + 2 * 1280
-  model = state_lib.create_model(config)
+  model = build.model(config)
   mngr = checkpoint.manager(str(tmp_path), 3)
-  item, _ = checkpoint.restore(mngr, mngr.latest_step(), state_lib.checkpoint_item(config, model, 1))
+  item, _ = checkpoint.restore(mngr, mngr.latest_step(), build.checkpoint_item(config, model, 1))
   state = seeds.take(item['state'], 0)
   fresh = models.init_variables(model, jax.random.key(config.seed))
   loaded, loaded_stats = pretrained.to_flax(pretrained.keras_layer_weights(keras_weight_file),

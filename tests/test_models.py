@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from fmnist_jax import build
 from fmnist_jax import models
 from fmnist_jax import ops
 
@@ -118,10 +119,10 @@ def test_tuned_recipes_keep_their_base_architecture_and_parameter_count(recipe, 
   """Issue 17 asks for new recipes with the same architectures and parameter counts."""
   import importlib
   from fmnist_jax import config_check
-  from fmnist_jax import state as state_lib
+  from fmnist_jax import build
   tuned, plain = (importlib.import_module(f'configs.{n}').get_config() for n in (recipe, base))
   config_check.validate_config(tuned)
   assert tuned.model == plain.model
   count = lambda c: models.count_params(
-      models.init_variables(state_lib.create_model(c), jax.random.key(0))['params'])
+      models.init_variables(build.model(c), jax.random.key(0))['params'])
   assert count(tuned) == count(plain)

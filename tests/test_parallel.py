@@ -15,7 +15,9 @@ import json, sys
 sys.path.insert(0, {root!r})
 import jax, numpy as np
 from configs import default
+from fmnist_jax import build
 from fmnist_jax import parallel, train
+from fmnist_jax import step as step_lib
 from fmnist_jax import state as state_lib
 config = default.get_config()
 config.update(model='bn_cnn', data_dir={data_dir!r}, train_split='train[:1280]',
@@ -28,7 +30,7 @@ if jax.device_count() > 1:
   images, labels = parallel.replicate((np.zeros((512, 28, 28, 1), np.uint8),
                                        np.arange(512, dtype=np.int32)), mesh)
   perm = parallel.replicate(np.arange(512, dtype=np.int32), mesh)
-  x, y = jax.jit(lambda a, b, p: train.gather_batch(a, b, p, 1, 128, mesh))(images, labels, perm)
+  x, y = jax.jit(lambda a, b, p: step_lib.gather_batch(a, b, p, 1, 128, mesh))(images, labels, perm)
   out['x_shards'] = sorted(tuple(s.data.shape) for s in x.addressable_shards)
   out['y_devices'] = len({{s.device for s in y.addressable_shards}})
   out['y_first'] = [int(s.data[0]) for s in sorted(y.addressable_shards, key=lambda s: s.index[0].start)]
@@ -40,21 +42,22 @@ if jax.device_count() > 1:
   # rounding-level difference of the batch statistics can send a gradient to another window
   # (seen with results version 2's streams: 5e-5), which is not the rounding this step compares.
   sgd.augment.update(flip=True)
-  model = state_lib.create_model(sgd)
+  model = build.model(sgd)
   rng = np.random.default_rng(0)
   data = (rng.integers(0, 256, (512, 28, 28, 1), dtype=np.uint8),
           rng.integers(0, 10, 512).astype(np.int32), np.arange(512, dtype=np.int32)[None])
   after = []
+  sgd.batch_size = 128
   for devices in (jax.devices()[:1], jax.devices()):
     m = parallel.create_mesh(devices)
-    state = parallel.replicate(state_lib.create_train_states(sgd, model, 10), m)
+    state = parallel.replicate(build.train_states(sgd, model, 4), m)
     totals = parallel.replicate(state_lib.empty_totals(1), m)
     im, lb, pm = parallel.replicate(data, m)
     key = parallel.replicate(jax.vmap(jax.random.key)(jnp.array([0])), m)
-    step = train.compile_train_step(sgd, model, state, totals, im, lb, pm, key, m)[0][1]
-    state, _, _ = step(state, totals, parallel.replicate(train.no_nonfinite_step(1), m), im, lb, pm,
-                       np.int32(0), key)
-    after.append([np.asarray(a) for a in jax.tree_util.tree_leaves(state.variables)])
+    stepper = step_lib.Stepper(build.step_spec(sgd), model, state, totals, im, lb, key, m, 4)
+    stepper.start_epoch(1, pm)
+    stepper.dispatch(0, 1)
+    after.append([np.asarray(a) for a in jax.tree_util.tree_leaves(stepper.carry.state.variables)])
   out['one_step_max_abs_diff'] = max(float(np.abs(a - b).max()) for a, b in zip(*after))
 results = train.train_and_evaluate(config, {workdir!r})
 out.update({{k: results[k] for k in ('test_accuracy', 'test_loss', 'validation_loss',

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 
 from configs import default
+from fmnist_jax import build
+from fmnist_jax import metrics
 from fmnist_jax import checkpoint
 from fmnist_jax import errors
 from fmnist_jax import state as state_lib
@@ -74,10 +76,19 @@ def test_workdir_with_another_config_is_refused_then_allowed(small_config, tmp_p
 
 def test_best_checkpoint_survives_later_worse_epochs(tmp_path):
   mngr = checkpoint.manager(str(tmp_path), keep=1)
-  meta = {'history': []}
-  for step, accuracy in [(10, 0.80), (20, 0.90), (30, 0.85), (40, 0.70), (45, checkpoint.NOT_RANKED)]:
-    checkpoint.save(mngr, step, {'x': np.float32(accuracy)}, meta, metric=accuracy)
-  assert sorted(mngr.all_steps()) == [20, 45]  # the best and the latest
+  progress = checkpoint.Progress()
+  for step, accuracy in [(10, 0.80), (20, 0.90), (30, 0.85), (40, 0.70), (45, None)]:
+    checkpoint.save(mngr, step, {'x': np.float32(accuracy or 0)}, progress,
+                    None if accuracy is None else {'validation_accuracy': accuracy})
+  assert sorted(mngr.all_steps()) == [20, 45]  # the best and the latest (mid-epoch, unranked)
+
+
+def test_best_checkpoint_by_validation_loss_keeps_the_lowest(tmp_path):
+  mngr = checkpoint.manager(str(tmp_path / 'loss'), keep=1, selection=metrics.selection('loss'))
+  for step, loss in [(10, 0.5), (20, 0.3), (30, 0.4), (40, 0.6)]:
+    checkpoint.save(mngr, step, {'x': np.float32(loss)}, checkpoint.Progress(),
+                    {'validation_loss': loss})
+  assert sorted(mngr.all_steps()) == [20, 40]
 
 
 def _truncate_arrays(step_dir):
@@ -164,9 +175,9 @@ def _start_and_signal(workdir, data_dir, sig, extra=()):
 def _final_variables(workdir, num_seeds=1):
   config = default.get_config()
   config.update(model='cnn', num_seeds=num_seeds)
-  model = state_lib.create_model(config)
+  model = build.model(config)
   mngr = checkpoint.manager(str(workdir), 3)
-  item, _ = checkpoint.restore(mngr, mngr.latest_step(), state_lib.checkpoint_item(config, model, 1))
+  item, _ = checkpoint.restore(mngr, mngr.latest_step(), build.checkpoint_item(config, model, 1))
   return jax.tree_util.tree_leaves((item['state'].params, item['state'].opt_state, item['best']))
 
 
@@ -270,7 +281,7 @@ def test_evaluate_racing_a_training_that_deletes_old_checkpoints_moves_nothing(d
     reads = 0
     while training.poll() is None and reads < 200:  # in-process: evaluate's own reading code
       try:
-        checkpoint.load_best(str(workdir))
+        build.load_best(str(workdir))
         reads += 1
       except errors.WorkdirError:  # no complete checkpoint at this instant is not damage
         pass
@@ -445,7 +456,7 @@ def test_kill_during_the_first_data_preparation_then_rerun(tmp_path, data_dir, s
   config = default.get_config()
   config.update(data_dir=str(fresh), train_split='train', validation_split='test[:1]',
                 test_split='test', data_source=source)
-  data = input_pipeline.load(config, which=('train', 'test'))
+  data = build.data(config, which=('train', 'test'))
   assert len(data['train']['label']) == 60_000 and len(data['test']['label']) == 10_000
 
 

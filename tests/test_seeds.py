@@ -9,6 +9,7 @@ import jax
 import numpy as np
 import pytest
 
+from fmnist_jax import build
 from fmnist_jax import checkpoint
 from fmnist_jax import config_check
 from fmnist_jax import parallel
@@ -46,7 +47,7 @@ def test_seeds_together_match_standalone_runs(small_config, tmp_path, model):
     # Each seed's report lands in its own folder, and load_best picks that seed's variables.
     report = json.load(open(tmp_path / 'together' / f'seed_{seed}' / 'classification_report.json'))
     assert report['accuracy'] == mine['test_accuracy']
-    *_, history, best = checkpoint.load_best(str(tmp_path / 'together'), seed_index=k)
+    *_, history, best = build.load_best(str(tmp_path / 'together'), seed_index=k)
     assert best == mine['best_epoch'] and len(history) == small_config.num_epochs
 
 

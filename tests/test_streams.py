@@ -41,7 +41,7 @@ def _tree(seed: int, epochs, steps) -> dict[str, jax.Array]:
     keys = streams.step_keys(step, s)
     out[f'step/{s}/dropout'] = keys['dropout']
     out[f'step/{s}/augment'] = keys['augment']
-    for name, key in streams.augment_keys(keys['augment'], tuple(augment.AUGMENTATIONS)).items():
+    for name, key in streams.named_keys(keys['augment'], augment.AUGMENTATIONS).items():
       out[f'step/{s}/augment/{name}'] = key
   return out
 

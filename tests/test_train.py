@@ -14,6 +14,7 @@ import optax
 import pytest
 
 from configs import default
+from fmnist_jax import build
 from fmnist_jax import checkpoint
 from fmnist_jax import config_check
 from fmnist_jax import errors
@@ -22,7 +23,9 @@ from fmnist_jax import metrics
 from fmnist_jax import models
 from fmnist_jax import parallel
 from fmnist_jax import seeds
+from fmnist_jax import losses
 from fmnist_jax import state as state_lib
+from fmnist_jax import step as step_lib
 from fmnist_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,19 +35,21 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_train_step_lowers_loss(name):
   config = default.get_config()
   config.model = name
-  model = state_lib.create_model(config)
-  state = state_lib.create_train_state(config, model, steps_per_epoch=10)
+  model = build.model(config)
+  state = build.train_state(config, model, 10)
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (64, 28, 28, 1), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, (64,), dtype=np.int32))
-  perm = jnp.arange(64)
-  step = jax.jit(lambda s, m, i: train.train_step(
-      s, m, images, labels, perm, i, jax.random.key(0), batch_size=64,
-      augment_cfg=config.augment))
+  config.batch_size = 64
+  inputs = step_lib.SeedInputs(jnp.arange(64), jax.random.key(0))
+  step = jax.jit(lambda s, i: step_lib.train_step(
+      step_lib.Carry(s, metrics.Metrics.empty(), jnp.int32(-1)), inputs, images, labels, i, 1,
+      spec=build.step_spec(config)))
   losses = []
   for _ in range(40):
-    state, totals = step(state, metrics.Metrics.empty(), 0)
-    losses.append(float(totals.compute()['loss']))
+    carry = step(state, 0)
+    state = carry.state
+    losses.append(float(carry.totals.compute()['loss']))
   assert int(state.step) == 40
   assert losses[-1] < 0.5 * losses[0], losses
 
@@ -55,7 +60,7 @@ def test_optimizers_and_schedules(optimizer, schedule):
   config = default.get_config()
   config.optimizer, config.schedule, config.num_epochs = optimizer, schedule, 4
   config.learning_rate, config.weight_decay = 0.1, 1e-4
-  tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+  tx = build.optimizer(config, 10)
   params = {'w': jnp.ones(3)}
   opt_state = tx.init(params)
   sizes = []
@@ -74,7 +79,7 @@ def test_linear_schedule_falls_to_zero_after_the_warmup():
   config = default.get_config()
   config.update(optimizer='sgd', momentum=0.0, schedule='linear', warmup_epochs=1.0,
                 num_epochs=4, learning_rate=0.1)
-  tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+  tx = build.optimizer(config, 10)
   params = {'w': jnp.ones(())}
   opt_state, sizes = tx.init(params), []
   for _ in range(40):
@@ -90,7 +95,7 @@ def test_nesterov_off_is_plain_momentum_and_on_differs():
   grads = [{'w': jnp.array(g)} for g in (1.0, -0.5, 2.0)]
   def updates(nesterov):
     config.nesterov = nesterov
-    tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+    tx = build.optimizer(config, 10)
     state, out = tx.init({'w': jnp.zeros(())}), []
     for g in grads:
       u, state = tx.update(g, state)
@@ -124,10 +129,10 @@ def test_unknown_augmentation_key():
 
 
 def _final_params(workdir, config):
-  model = state_lib.create_model(config)
+  model = build.model(config)
   mngr = checkpoint.manager(workdir, config.keep_checkpoints)
   ckpt, _ = checkpoint.restore(mngr, mngr.latest_step(),
-                               state_lib.checkpoint_item(config, model, steps_per_epoch=1))
+                               build.checkpoint_item(config, model, 1))
   return seeds.take(ckpt['state'], 0)
 
 
@@ -221,13 +226,13 @@ def test_cli_end_to_end_on_a_real_slice(data_dir, tmp_path):
   assert json.load(open(os.path.join(workdir, 'results.json'))) == results
 
 
-def _synthetic_data(config, which=('train', 'validation', 'test')):
+def _synthetic_data(source, splits):
   """Random images in place of Fashion-MNIST: the fast tier's stand-in for input_pipeline.load."""
   rng = np.random.default_rng(0)
   sizes = {'train': 512, 'validation': 200, 'test': 300}
   return {name: {'image': rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
                  'label': rng.integers(0, 10, (n,)).astype(np.int32),
-                 'index': np.arange(n)} for name, n in sizes.items() if name in which}
+                 'index': np.arange(n)} for name, n in sizes.items() if name in splits}
 
 
 def test_train_and_evaluate_end_to_end_on_synthetic_data(tmp_path, monkeypatch):
@@ -256,43 +261,76 @@ def test_k_steps_per_dispatch_equal_k_single_steps(num_seeds):
   config = default.get_config()
   config.update(model='mlp', batch_size=32, num_seeds=num_seeds, steps_per_dispatch=4)
   config.augment.update(flip=True, shift=0.1)  # the step's rngs must line up too
-  model = state_lib.create_model(config)
+  model = build.model(config)
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (256, 28, 28, 1), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, (256,), dtype=np.int32))
   perm = jnp.stack([jnp.asarray(rng.permutation(256), jnp.int32)] * num_seeds)
   keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds))
-  start = (state_lib.create_train_states(config, model, 8), state_lib.empty_totals(num_seeds),
-           train.no_nonfinite_step(num_seeds))
-  fresh = lambda: jax.tree_util.tree_map(jnp.copy, start)  # the step donates its inputs
   mesh = parallel.create_mesh()
-  compiled, _ = train.compile_train_step(config, model, *fresh()[:2], images, labels, perm, keys,
-                                         mesh)
-  assert sorted(compiled) == [1, 4]
-  groups = seeds.groups(num_seeds, mesh)
 
   def run(k, starts):
-    parts = seeds.split((*fresh(), perm, keys), groups)
+    stepper = _stepper(config, model, images, labels, keys, mesh, steps_per_epoch=8)
+    assert sorted(stepper.compiled) == [1, 4]
+    stepper.start_epoch(1, perm)
     for i in starts:
-      parts = train.step_seeds(compiled[k], parts, images, labels, i)
-    return seeds.join([part[:3] for part in parts])
+      stepper.dispatch(i, k)
+    return stepper.carry
 
   one, four = run(1, range(8)), run(4, (0, 4))
-  assert int(four[0].step[0]) == int(one[0].step[0]) == 8
-  for a, b in zip(jax.tree_util.tree_leaves(one[0].params),
-                  jax.tree_util.tree_leaves(four[0].params)):
+  assert int(four.state.step[0]) == int(one.state.step[0]) == 8
+  for a, b in zip(jax.tree_util.tree_leaves(one.state.params),
+                  jax.tree_util.tree_leaves(four.state.params)):
     np.testing.assert_allclose(a, b, atol=1e-6, rtol=0)
-  np.testing.assert_allclose(one[1].loss.total, four[1].loss.total, rtol=1e-6)
+  np.testing.assert_allclose(one.totals.loss.total, four.totals.loss.total, rtol=1e-6)
+
+
+def _stepper(config, model, images, labels, keys, mesh, steps_per_epoch, vmap=None):
+  """The run's own Stepper over fresh states of `keys`' seeds."""
+  num_seeds = len(keys)
+  state = build.train_states(config, model, steps_per_epoch, run_seeds=list(range(num_seeds)))
+  return step_lib.Stepper(build.step_spec(config), model, state, state_lib.empty_totals(num_seeds),
+                          images, labels, keys, mesh, steps_per_epoch, vmap=vmap)
+
+
+@pytest.mark.parametrize('num_seeds', [1, 2])
+def test_the_vmapped_seed_path_equals_the_looped_one_on_the_cpu(num_seeds):
+  """Off the CPU the Stepper vmaps one program over the seeds; forced here, it gives the looped
+  path's numbers (to rounding: the vmapped program is another program)."""
+  config = default.get_config()
+  config.update(model='mlp', batch_size=32, num_seeds=num_seeds)
+  config.augment.update(flip=True, shift=0.1)
+  model = build.model(config)
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.integers(0, 256, (128, 28, 28, 1), dtype=np.uint8))
+  labels = jnp.asarray(rng.integers(0, 10, (128,), dtype=np.int32))
+  perm = jnp.stack([jnp.asarray(rng.permutation(128), jnp.int32) for _ in range(num_seeds)])
+  keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds))
+  carries = []
+  for vmap in (False, True):
+    stepper = _stepper(config, model, images, labels, keys, parallel.create_mesh(), 4, vmap)
+    assert stepper.vmap == vmap and len(stepper.groups) == (1 if vmap else num_seeds)
+    stepper.start_epoch(1, perm)
+    for i in range(4):
+      stepper.dispatch(i, 1)
+    carries.append(stepper.carry)
+  looped, vmapped = carries
+  assert int(vmapped.state.step[0]) == 4
+  for a, b in zip(jax.tree_util.tree_leaves(looped.state.params),
+                  jax.tree_util.tree_leaves(vmapped.state.params)):
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(looped.totals.loss.total, vmapped.totals.loss.total, rtol=1e-5)
 
 
 def test_label_smoothing_loss_equals_optax_and_zero_is_the_plain_loss():
   logits = jax.random.normal(jax.random.key(0), (8, 10))
   labels = jnp.arange(8) % 10
   plain = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-  np.testing.assert_array_equal(train.cross_entropy(logits, labels, 0.0), plain)
+  np.testing.assert_array_equal(losses.cross_entropy(logits, labels), plain)
   smoothed = optax.softmax_cross_entropy(
       logits, optax.smooth_labels(jax.nn.one_hot(labels, 10), 0.1))
-  np.testing.assert_allclose(train.cross_entropy(logits, labels, 0.1), smoothed, rtol=1e-6)
+  soft = optax.smooth_labels(losses.probabilities(labels, 10), 0.1)  # as the step smooths
+  np.testing.assert_allclose(losses.cross_entropy(logits, soft), smoothed, rtol=1e-6)
   assert not np.allclose(smoothed, plain)
 
 
@@ -312,7 +350,7 @@ def test_ema_follows_its_update_rule_over_params_and_batch_stats_and_zero_decay_
   the params and the BatchNorm statistics alike."""
   config = default.get_config()
   config.update(optimizer='sgd', momentum=0.0, schedule='constant', learning_rate=0.1)
-  tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+  tx = build.optimizer(config, 10)
   variables = {'params': {'w': jnp.array([1.0, -2.0])}, 'batch_stats': {'mean': jnp.array([0.])}}
   state = state_lib.TrainState.create(apply_fn=None, tx=tx, params=variables['params'],
                                       batch_stats=variables['batch_stats'], ema=variables,
@@ -329,8 +367,8 @@ def test_ema_follows_its_update_rule_over_params_and_batch_stats_and_zero_decay_
     np.testing.assert_allclose(got, want, rtol=1e-6)
   assert not np.allclose(state.eval_variables['batch_stats']['mean'], state.batch_stats['mean'])
   # Off (0): no average kept, evaluation on the variables themselves.
-  model = state_lib.create_model(config)
-  plain = state_lib.create_train_state(config, model, steps_per_epoch=10)
+  model = build.model(config)
+  plain = build.train_state(config, model, 10)
   assert plain.ema == {}
   assert jax.tree_util.tree_all(
       jax.tree_util.tree_map(lambda a, b: a is b, plain.eval_variables, plain.variables))
@@ -347,7 +385,7 @@ def test_weight_decay_reaches_kernels_only_unless_all():
   zero = jax.tree_util.tree_map(jnp.zeros_like, params)
   for on, decayed in (('kernels', {'kernel'}), ('all', {'kernel', 'bias', 'scale'})):
     config.weight_decay_on = on
-    tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+    tx = build.optimizer(config, 10)
     updates, _ = tx.update(zero, tx.init(params), params)
     for path, u in jax.tree_util.tree_leaves_with_path(updates):
       want = -0.1 if path[-1].key in decayed else 0.0
@@ -363,10 +401,10 @@ def test_ema_run_keeps_the_average_as_its_best_variables(tmp_path, monkeypatch):
                 data_dir=str(tmp_path / 'unused'))
   results = train.train_and_evaluate(config, str(tmp_path / 'a'))
   assert results['epochs'] == 1 and 0 <= results['test_accuracy'] <= 1
-  model = state_lib.create_model(config)
+  model = build.model(config)
   mngr = checkpoint.manager(str(tmp_path / 'a'), config.keep_checkpoints)
   ckpt, _ = checkpoint.restore(mngr, mngr.latest_step(),
-                               state_lib.checkpoint_item(config, model, steps_per_epoch=8))
+                               build.checkpoint_item(config, model, 8))
   state = seeds.take(ckpt['state'], 0)
   live, average = (jax.tree_util.tree_leaves(state.params),
                    jax.tree_util.tree_leaves(state.ema['params']))
@@ -388,14 +426,12 @@ def test_bn_cnn_step_with_our_max_pool_equals_the_step_with_flax_max_pool(monkey
   keys = jax.vmap(jax.random.key)(jnp.arange(1))
 
   def one_step():
-    model = state_lib.create_model(config)
-    state = state_lib.create_train_states(config, model, 10)
-    totals = state_lib.empty_totals(1)
-    step = train.compile_train_step(config, model, state, totals, images, labels, perm, keys,
-                                    parallel.create_mesh(jax.devices()[:1]))[0][1]
-    state, _, _ = step(state, totals, train.no_nonfinite_step(1), images, labels, perm,
-                       np.int32(0), keys)
-    return jax.tree_util.tree_leaves(state.variables)
+    model = build.model(config)
+    stepper = _stepper(config, model, images, labels, keys,
+                       parallel.create_mesh(jax.devices()[:1]), steps_per_epoch=2)
+    stepper.start_epoch(1, perm)
+    stepper.dispatch(0, 1)
+    return jax.tree_util.tree_leaves(stepper.carry.state.variables)
 
   ours = one_step()
   monkeypatch.setattr(models.ops, 'max_pool_2x2',
@@ -409,11 +445,11 @@ def test_sgd_weight_decay_is_l2_added_to_the_gradient_and_zero_is_plain_sgd():
   config.update(optimizer='sgd', momentum=0.0, schedule='constant', learning_rate=0.1,
                 weight_decay=0.01)
   params, grads = {'kernel': jnp.array([2.0, -4.0])}, {'kernel': jnp.array([0.5, 0.5])}
-  tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+  tx = build.optimizer(config, 10)
   updates, _ = tx.update(grads, tx.init(params), params)
   np.testing.assert_allclose(updates['kernel'], -0.1 * (grads['kernel'] + 0.01 * params['kernel']), rtol=1e-6)
   config.weight_decay = 0.0
-  tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+  tx = build.optimizer(config, 10)
   updates, _ = tx.update(grads, tx.init(params), params)
   np.testing.assert_allclose(updates['kernel'], -0.1 * grads['kernel'], rtol=1e-6)
 
@@ -421,7 +457,7 @@ def test_sgd_weight_decay_is_l2_added_to_the_gradient_and_zero_is_plain_sgd():
 def _learning_rates(config, steps):
   """The learning rate of each of `steps` updates, read off plain SGD on a gradient of ones."""
   config.update(optimizer='sgd', momentum=0.0, weight_decay=0.0)
-  tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+  tx = build.optimizer(config, 10)
   params = {'kernel': jnp.zeros(1)}
   opt_state, rates = tx.init(params), []
   for _ in range(steps):
@@ -449,13 +485,13 @@ def test_adamw_decays_weights_apart_from_the_gradient_and_zero_is_adam():
   params, grads = {'kernel': jnp.array([2.0, -4.0])}, {'kernel': jnp.array([0.5, -3.0])}
   adam = optax.adam(0.1)
   adam_updates, _ = adam.update(grads, adam.init(params), params)
-  tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+  tx = build.optimizer(config, 10)
   updates, _ = tx.update(grads, tx.init(params), params)
   # Decoupled (Loshchilov and Hutter): -lr * wd * w beside Adam's step, not through its moments.
   np.testing.assert_allclose(updates['kernel'], adam_updates['kernel'] - 0.1 * 0.01 * params['kernel'],
                              rtol=1e-6)
   config.weight_decay = 0.0
-  tx = state_lib.create_optimizer(config, steps_per_epoch=10)
+  tx = build.optimizer(config, 10)
   updates, _ = tx.update(grads, tx.init(params), params)
   np.testing.assert_allclose(updates['kernel'], adam_updates['kernel'], rtol=1e-6)
 
@@ -464,8 +500,8 @@ def test_best_config_is_valid_and_builds_its_resnet():
   from configs import best  # pylint: disable=g-import-not-at-top
   config = best.get_config()
   config_check.validate_config(config)
-  model = state_lib.create_model(config)
-  state = state_lib.create_train_state(config, model, steps_per_epoch=10)
+  model = build.model(config)
+  state = build.train_state(config, model, 10)
   assert models.count_params(state.params) == 1_083_626
 
 
@@ -488,7 +524,7 @@ def test_the_config_check_accepts_exactly_the_defined_optimizers_and_schedules()
   for name in state_lib.OPTIMIZERS:
     config.optimizer = name
     config_check.validate_config(config)
-    assert state_lib.create_optimizer(config, steps_per_epoch=10) is not None
+    assert build.optimizer(config, 10) is not None
   for name in state_lib.SCHEDULES:
     config.schedule = name
     config_check.validate_config(config)
@@ -521,20 +557,19 @@ def test_stops_mid_epoch_and_at_an_epochs_end_resume_to_the_uninterrupted_run(tm
   config.update(model='mlp', num_epochs=2, batch_size=64, progress_bar='off',
                 steps_per_dispatch=3, data_dir=str(tmp_path / 'unused'))
   straight = train.train_and_evaluate(config, str(tmp_path / 'straight'))
-  real_train = train.Run.train
+  real_dispatch = step_lib.Stepper.dispatch
   for stop_after in (3, 8):
-    def train_then_signal(self, step, stop_after=stop_after):
-      step = real_train(self, step)
-      if step == stop_after:
+    def dispatch_then_signal(self, i, k, stop_after=stop_after):
+      real_dispatch(self, i, k)
+      if (self.epoch - 1) * 8 + i + k == stop_after:
         os.kill(os.getpid(), signal.SIGINT)  # the loop's handler notes it; the loop saves, exits
-      return step
-    monkeypatch.setattr(train.Run, 'train', train_then_signal)
+    monkeypatch.setattr(step_lib.Stepper, 'dispatch', dispatch_then_signal)
     with pytest.raises(SystemExit) as e:
       train.train_and_evaluate(config, str(tmp_path / 'stopped'))
     assert e.value.code == 128 + signal.SIGINT
     assert checkpoint.manager(str(tmp_path / 'stopped'), 3).latest_step() == stop_after
   assert not (tmp_path / 'stopped' / 'results.json').exists()
-  monkeypatch.setattr(train.Run, 'train', real_train)
+  monkeypatch.setattr(step_lib.Stepper, 'dispatch', real_dispatch)
   resumed = train.train_and_evaluate(config, str(tmp_path / 'stopped'))
   strip = lambda h: [{k: v for k, v in e.items() if 'seconds' not in k} for e in h]
   assert strip(resumed['history']) == strip(straight['history'])
