@@ -9,7 +9,10 @@ With --workers 1 (the default on 2 cores or fewer) a config's seeds train togeth
 in <workdir>/<config name>/seed_<s>; otherwise each seed is a run of its own there, side by side as
 Ray tasks (experiments/lib/distribute.py). A rerun resumes or reuses finished runs. Writes
 comparison.{csv,json,md}, accuracy.png and validation_curves.png to --output. A run with --epochs or
---config.<field>=<value> overrides (applied to every config) says so in every table row.
+--config.<field>=<value> overrides (applied to every config) says so in every table row. Each
+registered metric a config computes (config.metrics, e.g. macro_f1) gets its own column of test
+figures over the seeds beside accuracy, and its per-seed values in comparison.json; the Welch tests
+compare test accuracy.
 --against adds the rows of an earlier comparison.json (a committed run of the originals, say; a
 suffix :<config name>[,<config name>] picks rows) to the table and the Welch tests without training
 them again; each such row names its file and date.
@@ -86,21 +89,9 @@ def main(argv=None):
     if results is None:
       print(f'{name}: no finished run in {args.workdir}; left out.')
       continue
-    accuracies[name] = common.per_seed(results, 'test_accuracy')
+    rows.append(table_row(path, config, results, full_epochs[name], label, args.num_seeds))
+    accuracies[name] = rows[-1]['per_seed_test_accuracy']
     curves[name] = common.validation_curves(results)
-    s = reporting.seed_summary(accuracies[name])
-    rows.append({
-        'config': path, 'model': config.model, 'epochs': results['epochs'],
-        'config_epochs': full_epochs[name], 'schedule': label, 'seeds': s['n'],
-        'seeds_asked': args.num_seeds,
-        'test_accuracy_mean': s['mean'], 'test_accuracy_std': s['std'],
-        'ci95_low': s['ci95_low'], 'ci95_high': s['ci95_high'], 'min': s['min'], 'max': s['max'],
-        'num_params': results['num_params'],
-        'train_images_per_second_all_seeds': results['train_images_per_second'],
-        'wall_seconds': results['train_seconds'],
-        'per_seed_test_accuracy': accuracies[name],
-        'made_by': provenance.code_line(results.get('provenance')),
-    })
   for row in (r for group in earlier for r in group):
     while row['name'] in accuracies:
       row['name'] += "'"
@@ -116,11 +107,11 @@ def main(argv=None):
                     {'machine': machine, 'provenance': provenance.describe(), 'label': label,
                      'rows': rows, 'welch_tests': tests})
   with files.atomic(os.path.join(args.output, 'comparison.csv')) as f:
-    writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(
-        k for r in rows for k in r if k != 'per_seed_test_accuracy')))
+    scalar = lambda r: {k: v for k, v in r.items() if not isinstance(v, list)}  # no per-seed lists
+    writer = csv.DictWriter(f, fieldnames=list(dict.fromkeys(k for r in rows for k in scalar(r))))
     writer.writeheader()
     for r in rows:
-      writer.writerow({k: v for k, v in r.items() if k != 'per_seed_test_accuracy'})
+      writer.writerow(scalar(r))
   partial = any(r['seeds'] < r['seeds_asked'] for r in rows)
   title = (f'Test accuracy over {"up to " if partial else ""}{args.num_seeds} seeds ({label}'
            + ('; some rows have unfinished seeds' if partial else '') + ')')
@@ -136,6 +127,42 @@ def main(argv=None):
     f.write(md)
   print(md)
   return rows, tests
+
+
+def table_row(path: str, config, results: dict, config_epochs: int, label: str,
+              seeds_asked: int) -> dict:
+  """One config's row: test accuracy over its seeds (at each seed's best epoch), and each
+  registered metric it computed (config.metrics) beside it."""
+  accuracies = common.per_seed(results, 'test_accuracy')
+  s = reporting.seed_summary(accuracies)
+  return {
+      'config': path, 'model': config.model, 'epochs': results['epochs'],
+      'config_epochs': config_epochs, 'schedule': label, 'seeds': s['n'],
+      'seeds_asked': seeds_asked,
+      'test_accuracy_mean': s['mean'], 'test_accuracy_std': s['std'],
+      'ci95_low': s['ci95_low'], 'ci95_high': s['ci95_high'], 'min': s['min'], 'max': s['max'],
+      **metric_figures(config.metrics, results),
+      'num_params': results['num_params'],
+      'train_images_per_second_all_seeds': results['train_images_per_second'],
+      'wall_seconds': results['train_seconds'],
+      'per_seed_test_accuracy': accuracies,
+      'made_by': provenance.code_line(results.get('provenance')),
+  }
+
+
+def metric_figures(names, results: dict) -> dict:
+  """Each registered metric in `names` on test over the seeds, as test accuracy has them: mean,
+  std and each seed's value (test_<name> in results.json; left out where a run lacks it)."""
+  out = {'metrics': []}
+  for name in names:
+    values = common.per_seed(results, f'test_{name}')
+    if not values or None in values:
+      continue
+    s = reporting.seed_summary(values)
+    out['metrics'].append(name)
+    out.update({f'test_{name}_mean': s['mean'], f'test_{name}_std': s['std'],
+                f'per_seed_test_{name}': values})
+  return out
 
 
 def earlier_rows(arg: str) -> list[dict]:
@@ -178,14 +205,23 @@ def _seeds_cell(row) -> str:
   return f'{row["seeds"]} of {row["seeds_asked"]} (the others unfinished)'
 
 
+def _metric_cell(row, name: str) -> str:
+  if f'test_{name}_mean' not in row:
+    return '—'
+  return f'{row[f"test_{name}_mean"]:.4f} ± {row[f"test_{name}_std"]:.4f}'
+
+
 def markdown(rows, tests, machine, title) -> str:
+  names = list(dict.fromkeys(m for r in rows for m in r.get('metrics', [])))
   table = reporting.markdown_table(
       ['config', 'model', 'epochs', 'seeds', 'test accuracy (mean ± std)', '95 % interval', 'min',
-       'max', 'parameters', 'train images/s (all seeds)', 'wall time', 'schedule', 'made by'],
+       'max', *[f'test {m} (mean ± std)' for m in names], 'parameters',
+       'train images/s (all seeds)', 'wall time', 'schedule', 'made by'],
       [[_config_cell(r), r['model'], r['epochs'], _seeds_cell(r),
         f'{r["test_accuracy_mean"]:.4f} ± {r["test_accuracy_std"]:.4f}',
         f'[{r["ci95_low"]:.4f}, {r["ci95_high"]:.4f}]', f'{r["min"]:.4f}', f'{r["max"]:.4f}',
-        f'{r["num_params"]:,}', f'{r["train_images_per_second_all_seeds"]:,.0f}',
+        *[_metric_cell(r, m) for m in names], f'{r["num_params"]:,}',
+        f'{r["train_images_per_second_all_seeds"]:,.0f}',
         f'{r["wall_seconds"] / 60:.1f} min', r['schedule'],
         r.get('made_by', provenance.code_line(None))] for r in rows])
   welch = reporting.markdown_table(

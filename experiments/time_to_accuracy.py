@@ -9,7 +9,9 @@ multi-seed records and cpu_full_runs/) and writes time_to_accuracy.{md,json} and
 training minutes, one line per config). Times are training seconds only (validation excluded), as
 each run recorded them on its machine: runs that shared their CPU with other work read slower than
 they would alone, so compare figures of one machine and one sitting. Thresholds are read on
-validation (selection never touches test); the test column is each seed's best-validation epoch.
+validation (selection never touches test); the test column is each seed's best epoch, chosen by
+the metric its run chose it by (results.json's 'selection': validation accuracy unless the run's
+config.best_by said otherwise; the cell names any other).
 """
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ import numpy as np
 
 from fmnist_jax import cli
 from fmnist_jax import files
+from fmnist_jax import metrics
 from fmnist_jax import provenance
 from fmnist_jax import reporting
 from fmnist_jax import seeds
@@ -73,6 +76,8 @@ def summarize(name: str, runs: list[dict]) -> dict:
          'seconds_per_epoch': float(np.mean([h['train_seconds'] for r in runs
                                              for h in r['history']])),
          'test_accuracy': reporting.seed_summary([r['test_accuracy'] for r in runs]),
+         # the epoch whose test accuracy is shown: the best by the runs' own selection
+         'best_by': sorted({metrics.selection_of(r).key for r in runs}),
          'reached': {}}
   for t in THRESHOLDS:
     hits = [reached(r['history'], t) for r in runs]
@@ -98,6 +103,8 @@ def table(rows: list[dict]) -> str:
     s = r['test_accuracy']
     test = f'{s["mean"]:.4f}' + (f' [{s["ci95_low"]:.4f}, {s["ci95_high"]:.4f}]' if s['n'] > 1
                                  else ' (1 seed)')
+    if r['best_by'] != ['validation_accuracy']:
+      test += f' (epoch best by {", ".join(k.replace("_", " ") for k in r["best_by"])})'
     body.append([f'`{r["config"]}`', f'v{r["results_version"]}, {r["machine"]}', r['seeds'],
                  f'{r["seconds_per_epoch"]:.0f}',
                  *[_cell(r['reached'][f'{t:.2f}'], r['seeds']) for t in THRESHOLDS], test])

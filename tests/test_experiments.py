@@ -12,9 +12,11 @@ from experiments import sweep
 from experiments import time_to_accuracy
 from experiments import update_readme_table
 from experiments.lib import common
+from experiments.lib import early_stopping
 from experiments.lib import runs
 from fmnist_jax import errors
 from fmnist_jax import input_pipeline
+from fmnist_jax import metrics
 from fmnist_jax import provenance
 from fmnist_jax import reporting
 
@@ -188,8 +190,9 @@ def test_reproduction_verdict_at_the_prediction_interval_edge():
 
 
 def _fake_run(run_dir, config, test_accuracy, epochs=None, version=provenance.RESULTS_VERSION,
-              final_test_accuracy=None):
-  """A finished run's two files, as train.train_and_evaluate writes them (no training)."""
+              final_test_accuracy=None, **extra):
+  """A finished run's two files, as train.train_and_evaluate writes them (no training); `extra`:
+  more results.json fields (an extra metric's test_<name>, say)."""
   os.makedirs(run_dir, exist_ok=True)
   with open(os.path.join(run_dir, 'config.json'), 'w') as f:
     f.write(config.to_json_best_effort())
@@ -205,6 +208,7 @@ def _fake_run(run_dir, config, test_accuracy, epochs=None, version=provenance.RE
     results.update(results_version=version, provenance={'results_version': version, 'code': {
         'commit': 'abcdef1234567', 'uncommitted_changes': False}},
                    final_test_accuracy=final_test_accuracy, final_test_loss=0.3)
+  results.update(extra)
   with open(os.path.join(run_dir, 'results.json'), 'w') as f:
     json.dump(results, f)
   return results
@@ -462,3 +466,67 @@ def test_a_scripts_config_overrides_apply_to_every_config_it_names(tmp_path, cap
   with pytest.raises(SystemExit):
     compare_architectures.parse_args(argv + ['--set', 'num_epochs=1'])
   assert 'give each override as --config.<field>=<value>' in capsys.readouterr().err
+
+
+def test_a_registered_metric_reaches_the_comparison_table_and_json(tmp_path):
+  """config.metrics' test_<name> of each seed (results.json) becomes a column and JSON fields
+  beside accuracy; a row whose runs lack it shows a dash."""
+  argv = ['--configs', 'configs/mlp.py', 'configs/cnn.py', '--num_seeds', '2', '--sequential',
+          '--finished_only', "--config.metrics=('macro_f1',)", '--workdir', str(tmp_path / 'w'),
+          '--output', str(tmp_path / 'o')]
+  f1 = {'mlp': [0.81, 0.83], 'cnn': [0.90, 0.92]}
+  for name in f1:
+    config = common.load_config(f'configs/{name}.py', ['num_seeds=2', 'seed=0',
+                                                      "metrics=('macro_f1',)"])
+    for _, run_dir, run_config in common.seed_runs(config, str(tmp_path / 'w' / name)):
+      extra = {'test_macro_f1': f1[name][run_config.seed], 'validation_macro_f1': 0.8,
+               'final_test_macro_f1': 0.79} if name == 'mlp' or run_config.seed == 0 else {}
+      _fake_run(run_dir, run_config, 0.9 + 0.01 * run_config.seed, **extra)
+  rows, _ = compare_architectures.main(argv)
+  mlp, cnn = rows
+  assert mlp['metrics'] == ['macro_f1'] and mlp['per_seed_test_macro_f1'] == [0.81, 0.83]
+  assert mlp['test_macro_f1_mean'] == pytest.approx(0.82)
+  assert mlp['test_macro_f1_std'] == pytest.approx(np.std([0.81, 0.83], ddof=1))
+  assert cnn['metrics'] == [] and 'test_macro_f1_mean' not in cnn  # seed 1 lacks it
+  saved = json.loads((tmp_path / 'o' / 'comparison.json').read_text())['rows'][0]
+  assert saved['per_seed_test_macro_f1'] == [0.81, 0.83]
+  md = (tmp_path / 'o' / 'comparison.md').read_text()
+  header, _, mlp_line, cnn_line = md.split('\n\n')[2].splitlines()[:4]
+  column = header.split(' | ').index('test macro_f1 (mean ± std)')
+  assert mlp_line.split(' | ')[column] == '0.8200 ± 0.0141'
+  assert cnn_line.split(' | ')[column] == '—'
+  assert 'per_seed' not in (tmp_path / 'o' / 'comparison.csv').read_text().splitlines()[0]
+
+
+def test_the_sweep_ranks_by_the_runs_selection_in_its_direction():
+  rows = [{'trial': {'lr': 1}, 'validation_loss': 0.40, 'stopped_early': False},
+          {'trial': {'lr': 2}, 'validation_loss': 0.20, 'stopped_early': True},
+          {'trial': {'lr': 3}, 'validation_loss': 0.30, 'stopped_early': False}]
+  by_loss = sweep.rank(rows, metrics.selection('loss'))
+  assert [r['trial']['lr'] for r in by_loss] == [3, 1, 2]  # lower first; stopped ones last
+  for r, accuracy in zip(rows, (0.8, 0.95, 0.9)):
+    r['validation_accuracy'] = accuracy
+  assert [r['trial']['lr'] for r in sweep.rank(rows, metrics.selection())] == [3, 1, 2]
+  assert [r['trial']['lr'] for r in sweep.rank(rows[:1] + rows[2:], metrics.Selection(
+      'accuracy', False))] == [1, 3]
+
+
+def test_a_grid_over_best_by_is_refused(tmp_path):
+  with pytest.raises(errors.UserError, match='choose its best epoch alike'):
+    sweep.main(['--config', 'configs/mlp.py', '--grid', 'best_by=accuracy,loss', '--workdir',
+                str(tmp_path / 'w'), '--output', str(tmp_path / 'o')])
+
+
+def test_a_trial_asha_stopped_reports_its_best_epoch_by_the_selection(tmp_path):
+  """The stopped trial's row: its best epoch among those it finished, by validation loss here."""
+  history = [{'epoch': e, 'validation_accuracy': a, 'validation_loss': l}
+             for e, a, l in ((1, 0.80, 0.50), (2, 0.85, 0.45), (3, 0.84, 0.40))]
+  meta = tmp_path / 'checkpoints' / '300' / 'meta'
+  meta.mkdir(parents=True)
+  (meta / 'metadata').write_text(json.dumps({'history': history}))
+  (tmp_path / early_stopping.STOPPED).write_text('{}')
+  config = common.load_config('configs/mlp.py', validate=False)
+  by_loss = early_stopping.outcome(config, str(tmp_path), metrics.selection('loss'))
+  assert by_loss['best_epoch'] == 3 and by_loss['validation_loss'] == 0.40
+  assert by_loss['stopped_early'] and by_loss['epochs'] == 3
+  assert early_stopping.outcome(config, str(tmp_path), metrics.selection())['best_epoch'] == 2

@@ -10,6 +10,7 @@ import numpy as np
 
 from experiments.lib import distribute
 from experiments.lib import runs as runs_lib
+from fmnist_jax import build
 from fmnist_jax import cli
 from fmnist_jax import config_check
 from fmnist_jax import files
@@ -52,7 +53,7 @@ def seed_runs(config, workdir: str, sequential: bool = True):
   One seed, or several together (config.num_seeds): one run in `workdir`. Several one after another: a run per seed in
   `workdir`/seed_<s>.
   """
-  all_seeds = seeds.of(config)
+  all_seeds = build.seeds(config)
   if not sequential or len(all_seeds) == 1:
     label = (f'seed_{all_seeds[0]}' if len(all_seeds) == 1
              else f'seeds_{all_seeds[0]}-{all_seeds[-1]}')
@@ -120,21 +121,33 @@ def _merge_runs(runs: list[dict]) -> dict | None:
     return None
   if len(runs) == 1:
     return runs[0]
-  per = [{k: r.get(k) for k in results_lib.SEED_KEYS} for r in runs]
+  keys = list(dict.fromkeys(k for r in runs for k in _seed_keys(r)))
+  per = [{k: r.get(k) for k in keys} for r in runs]
   merged = dict(runs[0], per_seed=per, seed=[r['seed'] for r in per],
                 best_epoch=[r['best_epoch'] for r in per])
-  merged.update(seeds.means(per))
+  # Means of the figures every seed has (an older run lacks final_test_*, say).
+  merged.update(seeds.means([{k: v for k, v in r.items()
+                              if all(q[k] is not None for q in per)} for r in per]))
   merged['train_seconds'] = sum(r['train_seconds'] for r in runs)
   merged['train_images_per_second'] = float(np.mean([r['train_images_per_second'] for r in runs]))
   merged['history'] = _merge_histories([r['history'] for r in runs])
   return merged
 
 
+def _seed_keys(results: dict) -> list[str]:
+  """The keys of one seed's own figures in its results.json: results.SEED_KEYS and each extra
+  metric's (config.metrics) test_, final_test_ and validation_ figures."""
+  return [*results_lib.SEED_KEYS,
+          *(k for k in results if k.startswith(('test_', 'final_test_', 'validation_')))]
+
+
 def _merge_histories(histories: list[list[dict]]) -> list[dict]:
-  """Per-seed histories as one history of a multi-seed run (means at top level, 'per_seed' lists)."""
-  keys = ('train_loss', 'train_accuracy', 'validation_loss', 'validation_accuracy')
+  """Per-seed histories as one history of a multi-seed run (means at top level, 'per_seed' lists):
+  the training loss and accuracy and every validation figure (the selection's among them)."""
   merged = []
   for entries in zip(*histories):
+    keys = [k for k in entries[0] if k in ('train_loss', 'train_accuracy')
+            or k.startswith('validation_')]
     per = {k: [e[k] for e in entries] for k in keys}
     merged.append({'epoch': entries[0]['epoch'], **{k: float(np.mean(v)) for k, v in per.items()},
                    'per_seed': per})

@@ -20,8 +20,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from experiments.lib import common
+from fmnist_jax import files
 from fmnist_jax import ops
+from fmnist_jax import reporting
 
 
 def _time(fn, *args, repeats=50):
@@ -105,7 +106,7 @@ def main(argv=None):
            + k['dense_forward_and_grads'])
   g = glue(args.batch_size)
   with_glue = floor + sum(g.values())
-  result = {'machine': common.machine(), 'batch_size': args.batch_size,
+  result = {'machine': reporting.machine(), 'batch_size': args.batch_size,
             'kernel_ms': {n: s * 1e3 for n, s in k.items()}, 'floor_ms': floor * 1e3,
             'ceiling_images_per_second': args.batch_size / floor,
             'glue_ms': {n: s * 1e3 for n, s in g.items()}, 'floor_with_glue_ms': with_glue * 1e3,
@@ -127,7 +128,7 @@ def main(argv=None):
         print(f'{name}: {ips:,.0f} images/s needed; the kernels alone allow '
               f'{args.batch_size / floor / ips:.2f} of it, with Adam and pooling '
               f'{args.batch_size / with_glue / ips:.2f}')
-  common.write_json(args.output, result)
+  files.write_json(args.output, result)
   return result
 
 

@@ -9,12 +9,10 @@ read (the choice of a recipe's TTA is made there, like every other choice).
 import argparse
 import os
 
-from experiments.lib import common
 from fmnist_jax import augment
-from fmnist_jax import checkpoint
-from fmnist_jax import evaluate
+from fmnist_jax import build
+from fmnist_jax import evaluator
 from fmnist_jax import files
-from fmnist_jax import input_pipeline
 from fmnist_jax import provenance
 from fmnist_jax import reporting
 
@@ -24,18 +22,18 @@ def main(argv=None):
   p.add_argument('--workdir', required=True, help='a finished run')
   p.add_argument('--output', default=None, help='a markdown file for the table')
   args = p.parse_args(argv)
-  config, model, variables, _, best_epoch = checkpoint.load_best(os.path.expanduser(args.workdir))
-  validation = input_pipeline.load(config, which=('validation',))['validation']
+  config, model, variables, _, best_epoch = build.load_best(os.path.expanduser(args.workdir))
+  validation = build.data(config, which=('validation',))['validation']
   rows = []
   for tta in augment.TTA:
-    metrics = evaluate.Evaluator(model, validation['image'], validation['label'],
-                                 config.eval_batch_size, tta=tta)(variables)
+    metrics = evaluator.Evaluator(model, validation['image'], validation['label'],
+                                  config.eval_batch_size, tta=tta)(variables)
     rows.append([repr(tta), f'{metrics["accuracy"]:.4f}', f'{metrics["loss"]:.4f}'])
   md = '\n'.join([
       f'# Test-time augmentation on validation: {args.workdir}', '',
       f'The run\'s best variables (epoch {best_epoch}, chosen with its own config.tta='
       f'{config.tta!r}) on {config.validation_split} ({len(validation["label"]):,} images). '
-      f'Machine: {common.machine_line(common.machine())}. Code: '
+      f'Machine: {reporting.machine_line(reporting.machine())}. Code: '
       f'{provenance.code_line(provenance.describe())}.', '',
       reporting.markdown_table(['config.tta', 'validation accuracy', 'validation loss'], rows)])
   print(md)
