@@ -1,4 +1,4 @@
-"""MLP vs CNN vs BN-CNN (or any configs) over several seeds: mean ± std, 95 % intervals, Welch tests.
+"""MLP vs CNN vs BN-CNN (or any configs) over seeds: mean ± std, 95 % intervals, Welch tests.
 
     python -m experiments.compare_architectures                    # the default configs, 5 seeds
     python -m experiments.compare_architectures --num_seeds 3 --epochs 2 \\

@@ -1,4 +1,4 @@
-"""Every model row of the reports in ../shared/reports: the reported test accuracy beside ours.
+"""Every model row of the reports (configs/reports/): the reported test accuracy beside ours.
 
     python -m experiments.reproduce_tables --workdir ~/fmnist_runs/reproduce_tables   # train, table
     python -m experiments.reproduce_tables --workdir ~/fmnist_runs/reproduce_tables --status
@@ -22,8 +22,8 @@ t(0.975, n-1) · s · sqrt(1 + 1/n)), "beaten" when the whole interval lies abov
 reproduced" when below; fewer than 2 seeds give no interval ("too few seeds"). The confidence
 interval of our mean stays as a column (for comparing means, not single runs). Each row is judged
 twice: ours as this project reports (the best-validation epoch's weights) and ours under the
-report's protocol (the final weights after the report's epochs, config.report.protocol). A row trained for fewer epochs than the report says SHORTENED, and a
-row with fewer finished seeds than asked says so, both in the row and in the title.
+report's protocol (the final weights after the report's epochs, config.report.protocol). A row
+trained for fewer epochs than the report says SHORTENED, and a row with fewer finished seeds than asked says so, both in the row and in the title.
 
 --other_records DIR completes a row from another machine's run of the same recipe: when fewer of
 a row's own seeds are finished than asked, a record in DIR/<row>/ is used instead if its config
@@ -228,7 +228,8 @@ def status_text(rows: list[dict], records: str | None, sequential: bool = True,
 
 
 def verdict(reported: float | None, summary: dict | None) -> str:
-  """Where the reported figure (one run) lies relative to our 95 % prediction interval for one run."""
+  """Where the reported figure (one run) lies relative to our 95 % prediction interval for one
+  run."""
   if reported is None:
     return 'no figure reported'
   if summary is None:

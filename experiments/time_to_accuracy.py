@@ -1,12 +1,12 @@
 """Time to accuracy of every committed config: training seconds and epochs until validation
 accuracy first reaches 0.90, 0.92, 0.93, 0.94, 0.95, and the final test accuracy over seeds.
 
-    python -m experiments.time_to_accuracy      # experiments/results/time_to_accuracy/, docs/results.md
+    python -m experiments.time_to_accuracy    # experiments/results/time_to_accuracy/, docs/results.md
 
 Reads every committed seed record (experiments/results/**/seeds/<config>/seed_<s>.json: the
 `config` and `results` of one seed's run, its history with each epoch's training seconds; also
-multi-seed records and cpu_full_runs/) and writes time_to_accuracy.{md,json} and time_to_accuracy.png (mean validation accuracy against
-training minutes, one line per config). Times are training seconds only (validation excluded), as
+multi-seed records and cpu_full_runs/) and writes time_to_accuracy.{md,json} and
+time_to_accuracy.png (mean validation accuracy against training minutes, one line per config). Times are training seconds only (validation excluded), as
 each run recorded them on its machine: runs that shared their CPU with other work read slower than
 they would alone, so compare figures of one machine and one sitting. Thresholds are read on
 validation (selection never touches test); the test column is each seed's best epoch, chosen by

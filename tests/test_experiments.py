@@ -1,4 +1,4 @@
-"""The experiment scripts on real slices: seeds tables, report rows, and a sweep that never peeks."""
+"""The experiment scripts on real slices: seeds tables, report rows, a sweep that never peeks."""
 import json
 import os
 
@@ -19,6 +19,10 @@ from fmnist_jax import input_pipeline
 from fmnist_jax import metrics
 from fmnist_jax import provenance
 from fmnist_jax import reporting
+
+def _dirs(tmp_path):
+  return ['--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
+
 
 TINY = ['--config.train_split=train[:1000]', '--config.validation_split=train[59000:]',
         '--config.progress_bar=off']
@@ -97,7 +101,7 @@ def test_reproduce_tables_labels_shortened_rows(data_dir, tmp_path):
   config = os.path.join(common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
   rows = reproduce_tables.main(['--configs', config, '--num_seeds', '2', '--max_epochs', '1',
                                 f'--config.data_dir={data_dir}', '--config.progress_bar=off',
-                                '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')])
+                                '--workers', '1', *_dirs(tmp_path)])
   (row,) = rows
   assert row['reported_test_accuracy'] == 0.85 and row['epochs_run'] == 1
   assert row['report_epochs'] == 10 and row['shortened']
@@ -115,7 +119,7 @@ def test_mobilenetv2_row_without_imagenet_weights_says_not_pretrained(data_dir, 
                  f'--config.data_dir={data_dir}', '--config.progress_bar=off',
                  '--config.train_split=train[:320]', '--config.validation_split=train[59900:]',
                  '--config.test_split=test[:100]',
-                 '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
+                 '--workers', '1', *_dirs(tmp_path)]
   with pytest.raises(errors.UserError, match='config.backbone.weights'):
     reproduce_tables.main(common_args + ['--require_pretrained'])
   (row,) = reproduce_tables.main(common_args)
@@ -151,7 +155,7 @@ def test_sweep_ranks_on_validation_and_reads_test_only_for_the_winner(data_dir, 
   rows = sweep.main(['--config', 'configs/mlp.py', '--grid', 'learning_rate=0.001,0.3',
                      *TINY, '--config.num_epochs=1', f'--config.data_dir={data_dir}',
                      '--config.test_split=test[:500]',
-                     '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')])
+                     '--workers', '1', *_dirs(tmp_path)])
   test_reads = [i for i, s in enumerate(reads) if s.startswith('test')]
   assert test_reads == [len(reads) - 1] and reads[-1] == 'test[:500]'  # once, after all trials
   assert rows[0]['validation_accuracy'] >= rows[1]['validation_accuracy']
@@ -216,7 +220,7 @@ def _fake_run(run_dir, config, test_accuracy, epochs=None, version=provenance.RE
 
 def test_records_of_older_code_are_not_reused_and_a_table_labels_them(tmp_path, capsys):
   config = os.path.join(common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
-  argv = ['--configs', config, '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
+  argv = ['--configs', config, '--workers', '1', *_dirs(tmp_path)]
   (row,) = reproduce_tables.plan(reproduce_tables.parse_args(argv))
   planned = common.seed_runs(row['config'], row['workdir'])
   for (label, _, run_config), accuracy in zip(planned, [0.880, 0.882, 0.879, 0.884, 0.881]):
@@ -256,7 +260,7 @@ def _fake_checkpoint(run_dir, epochs_done, step):
 
 def test_status_view_and_records_on_synthetic_runs(tmp_path, capsys):
   config = os.path.join(common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
-  argv = ['--configs', config, '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o')]
+  argv = ['--configs', config, '--workers', '1', *_dirs(tmp_path)]
   (row,) = reproduce_tables.plan(reproduce_tables.parse_args(argv))
   assert row['config'].num_seeds == 5  # the row's own seed count
   planned = common.seed_runs(row['config'], row['workdir'])
@@ -327,7 +331,7 @@ def _record(path, config, per_seed_accuracy, **changes):
 def test_other_records_complete_a_row_only_with_the_same_recipe(tmp_path, capsys):
   config = os.path.join(common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
   other = tmp_path / 'gpu' / 'pytorch_ann_vs_cnn_90_ann'
-  argv = ['--configs', config, '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o'),
+  argv = ['--configs', config, '--workers', '1', *_dirs(tmp_path),
           '--other_records', str(tmp_path / 'gpu'), '--finished_only']
   (row,) = reproduce_tables.plan(reproduce_tables.parse_args(argv))
   _record(other / 'a_other_rate.json', row['config'], [0.9] * 5, learning_rate=0.5)
@@ -356,7 +360,7 @@ def test_other_records_complete_a_row_only_with_the_same_recipe(tmp_path, capsys
 
 def test_a_damaged_seed_record_is_one_error_naming_it(tmp_path):
   config = os.path.join(common.ROOT, 'configs/reports/pytorch_ann_vs_cnn_90_ann.py')
-  argv = ['--configs', config, '--workers', '1', '--workdir', str(tmp_path / 'w'), '--output', str(tmp_path / 'o'),
+  argv = ['--configs', config, '--workers', '1', *_dirs(tmp_path),
           '--finished_only']
   record = tmp_path / 'o' / 'seeds' / 'pytorch_ann_vs_cnn_90_ann' / 'seed_0.json'
   record.parent.mkdir(parents=True)

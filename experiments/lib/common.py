@@ -1,8 +1,9 @@
 """What the experiment scripts share: loading configs, training rows of seeds, the machine line.
 
-Training goes through `fmnist_jax.train.train_and_evaluate` with `config.num_seeds` (the seeds of one
-config trained together in one process), so every run is an ordinary workdir: checkpoints, resume,
-TensorBoard, and a per-seed test report under workdir/seed_<s>/.
+A row is one config over its seeds: trained together in one run (`config.num_seeds`, one
+program), or as one run per seed (side by side under distribute.Runner), merged afterwards into
+the form a multi-seed run writes. Every run is an ordinary workdir (experiments.lib.runs):
+checkpoints, resume, TensorBoard, and a per-seed test report.
 """
 import os
 
@@ -50,8 +51,8 @@ def config_name(path: str) -> str:
 def seed_runs(config, workdir: str, sequential: bool = True):
   """(label, run directory, run config) of each run a row needs.
 
-  One seed, or several together (config.num_seeds): one run in `workdir`. Several one after another: a run per seed in
-  `workdir`/seed_<s>.
+  One seed, or several together (config.num_seeds): one run in `workdir`. Several one after
+  another (`sequential`): a run per seed in `workdir`/seed_<s>.
   """
   all_seeds = build.seeds(config)
   if not sequential or len(all_seeds) == 1:

@@ -8,7 +8,8 @@ hands its runs to `Runner.run`, which returns their results in order:
 - otherwise a Ray instance (a local one started here, or the cluster at `--address`) runs each run
   as a task of `--cores_per_run` CPU cores (default 1), at most `--workers` at a time (default:
   as many as the cores and memory hold; on a machine of 2 cores or fewer the default is
-  `--workers 1`, measured to be as fast there). A task pins its process to its own cores before JAX
+  `--workers 1`: there XLA's threads speed one run up about as much as running two side by side
+  would, and a Ray run pays its process start). A task pins its process to its own cores before JAX
   starts, so XLA's threads stay on them (XLA sizes its thread pool and its loop partitions by
   the cores a process may use, and the numbers of a run depend on that count: a run gives the
   same numbers with any number of workers at the same --cores_per_run). On a GPU node each task
@@ -32,9 +33,8 @@ import warnings
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SLOTS = os.path.join('/tmp', f'fmnist_jax_core_slots_{os.getuid()}')
 MEMORY_PER_RUN = 2 << 30  # bytes a CPU run may take (a run of these models holds about 1 GB)
-# On this many cores or fewer the default is one run at a time on all of them: on the 2-core CPU
-# two 1-core runs side by side took 1.06x the time of the same runs one at a time on both cores
-# (experiments/results/parallel/), XLA's two threads speeding each run up 1.7x.
+# On this many cores or fewer the default is one run at a time on all of them, as fast as 1-core
+# runs side by side there (docs/experiments.md, "Runs side by side"; experiments/results/parallel/).
 SMALL_MACHINE_CORES = 2
 MAX_RETRIES = 3  # a task whose worker died (killed, out of memory) runs again, resuming
 
@@ -81,7 +81,7 @@ class Runner:
     check_flags(args)
     if (args.workers == 0 and not args.address and not args.cores_per_run and not needs_ray
         and len(os.sched_getaffinity(0)) <= SMALL_MACHINE_CORES):
-      args.workers = 1  # measured: side by side gains nothing on 2 cores (docs/experiments.md)
+      args.workers = 1  # side by side gains nothing here (SMALL_MACHINE_CORES)
     self.args = args
     self._ray = None
 

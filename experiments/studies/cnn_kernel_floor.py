@@ -8,8 +8,9 @@ them on this backend, and also the first convolution written as nine shifted sli
 product (the faster of the two is counted). Their sum is a floor for the step time; a second floor
 adds the element-wise work no step can skip (Adam's pass over the parameters, the two max-pools
 forward and backward), each timed alone. The images/s each allows is a ceiling, printed beside the
-benchmark's PyTorch and Keras figures (experiments/results/benchmark_cpu.json) as the ratios
-issue 15 asks for (2x PyTorch, 1x Keras).
+benchmark's PyTorch and Keras figures for `cnn` (experiments/results/benchmark_cpu.json) as the
+fraction of twice PyTorch's and of Keras' images/s it would reach (the speed targets, and what
+this measured: docs/speed.md and docs/history.md).
 """
 import argparse
 import json

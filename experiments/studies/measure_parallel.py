@@ -1,4 +1,4 @@
-"""Wall time of the experiment scripts one run at a time and side by side (issue 31's figures).
+"""Wall time of the experiment scripts one run at a time and side by side, and their numbers.
 
     python -m experiments.studies.measure_parallel --workdir ~/runs/parallel
 
@@ -100,7 +100,8 @@ def markdown(out: dict) -> str:
   lines = ['# Runs one at a time and side by side', '',
            f'Machine: {common.machine_line(out["machine"])}. Code: '
            f'{provenance.code_line(out["provenance"])}. Written by '
-           '`python -m experiments.studies.measure_parallel`; every command from an empty workdir.', '']
+           '`python -m experiments.studies.measure_parallel`; every command from an empty '
+           'workdir.', '']
   compare = out['compare']
   if compare:
     first = next(iter(compare.values()))
