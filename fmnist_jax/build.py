@@ -55,6 +55,25 @@ def model(config):
   return models.create_model(config.model, **kwargs)
 
 
+def without_pretrained_weights(config):
+  """A copy of `config` whose model starts from random weights (the model's `NO_WEIGHTS`, set
+  through its config fields); None when the model has no pretrained weights to go without."""
+  no_weights = getattr(models.MODELS[config.model], 'NO_WEIGHTS', None)
+  if no_weights is None:
+    return None
+  config = ml_collections.ConfigDict(config.to_dict())
+  for field, value in no_weights.items():
+    path = models.CONFIG_FIELDS[config.model].get(field, f'model_args.{field}')
+    *parents, last = path.split('.')
+    node = config
+    for part in parents:
+      if part not in node:
+        node[part] = ml_collections.ConfigDict()
+      node = node[part]
+    node[last] = value
+  return config
+
+
 def seeds(config) -> list[int]:
   """The seeds a config trains: seed .. seed + num_seeds - 1."""
   return [config.seed + k for k in range(config.num_seeds)]

@@ -125,7 +125,7 @@ def _check_registered(config, bad) -> None:
     if unknown:
       bad(block, sorted(unknown), f'known keys are {known}')
     for entry in registry.values():
-      values = entry.values(config[block])
+      values = entry.values(config[block].to_dict())
       problem = entry.check(values)
       if problem:
         bad(f'{block}.{problem[0]}', values[problem[0]], problem[1])

@@ -41,6 +41,9 @@ def register(name: str, config_fields: dict[str, str] | None = None, **fixed):
       training split's uint8 images (the model sees `input_pipeline.normalize(images)`);
     - `record() -> dict`: entries for results.json (e.g. which weight file it loaded; a
       'model_note' joins the summary line);
+    - `weights_file() -> path | None` (raises errors.WeightsUnavailableError) and a class
+      attribute `NO_WEIGHTS` (field values that start it from random weights): whether its
+      pretrained weights can be had, and how to train without them (reproduce_tables does);
     - `trainable(path) -> bool`: which parameters the optimizer updates (others are frozen).
   """
   def decorate(cls):
@@ -399,6 +402,8 @@ class MobileNetV2Transfer(nn.Module):
   still flows through the frozen backbone into the adapter, as in the report's Keras model.
   `weights` (config.backbone.weights): 'imagenet' (Keras' file), a path, or 'random'.
   """
+  NO_WEIGHTS = {'weights': 'random'}  # a randomly initialised backbone, never called pretrained
+
   input_size: int = 96
   unfreeze_blocks: int = 0
   weights: str = 'random'
@@ -419,10 +424,15 @@ class MobileNetV2Transfer(nn.Module):
       return True
     return mobilenetv2_unit(path[1]) >= MOBILENETV2_UNITS - self.unfreeze_blocks
 
+  def weights_file(self) -> str | None:
+    """The weight file `weights` names (downloaded if need be); None for 'random'."""
+    from fmnist_jax import pretrained  # pylint: disable=g-import-not-at-top
+    return pretrained.resolve(self.weights)
+
   def load_weights(self, variables: dict[str, Any]) -> dict[str, Any]:
-    """The backbone from `weights` (resolved, and downloaded if need be, once per process)."""
+    """The backbone from `weights` (Keras' file, read once per process)."""
     from fmnist_jax import pretrained  # pylint: disable=g-import-not-at-top  (Keras, when used)
-    path = pretrained.resolve(self.weights)
+    path = self.weights_file()
     if path is None:
       return variables
     params, batch_stats = dict(variables['params']), dict(variables['batch_stats'])

@@ -137,3 +137,27 @@ def test_evaluator_averages_the_views_probabilities_deterministically(tta):
                                            rel=1e-5)
   np.testing.assert_array_equal(probs, averaged.run(variables)[1])  # deterministic
   assert not np.allclose(probs, plain.run(variables)[1])  # and not the plain prediction
+
+
+def test_an_augmentation_registered_anywhere_leaves_the_builtins_images_as_they_were(monkeypatch):
+  """Streams are keyed by name, not by registration position: a new augmentation placed before
+  every built-in, while off, changes none of their images; the built-ins keep their ids."""
+  rng = np.random.default_rng(0)
+  images = jnp.asarray(rng.random((8, 28, 28, 1), dtype=np.float32))
+  key = jax.random.key(3)
+  cfg = ml_collections.ConfigDict({field: default for field, (default, _) in
+                                   augment.fields_of_all().items()})
+  cfg.update(flip=True, shift=0.1, rotation=10.0, zoom=0.1, shear=5.0, crop=2, erase=0.5)
+  before = np.asarray(augment.augment(images, key, cfg))
+  monkeypatch.setattr(augment, 'AUGMENTATIONS', dict(augment.AUGMENTATIONS))
+  augment.register('aaa_first', fields={'aaa_first': (0.0, 'a stand-in')})(
+      lambda x, k, values: 1.0 - x)
+  first = augment.AUGMENTATIONS.pop('aaa_first')
+  monkeypatch.setattr(augment, 'AUGMENTATIONS', {'aaa_first': first, **augment.AUGMENTATIONS})
+  assert list(augment.AUGMENTATIONS)[0] == 'aaa_first'
+  np.testing.assert_array_equal(np.asarray(augment.augment(images, key, cfg)), before)
+  from fmnist_jax import streams  # pylint: disable=g-import-not-at-top
+  assert [streams.name_id(n) for n in ('warp', 'flip', 'crop', 'erase')] == [0, 1, 2, 3]
+  assert streams.name_id('aaa_first') >= 2**31 and streams.name_id('aaa_first') < 2**32
+  cfg.aaa_first = 1.0  # on: it is applied first, then the built-ins with their own streams
+  assert not np.array_equal(np.asarray(augment.augment(images, key, cfg)), before)

@@ -1,6 +1,7 @@
-"""Extending from outside the package: a model, an augmentation and a metric registered in a
-user's own module, named by a config file, trained through `python -m fmnist_jax.main` (in a
-process of its own whose data loader gives synthetic images).
+"""Extending from outside the package: a model, an augmentation, a metric, a batch transform (a
+mixup), a loss (a focal loss) and the best-epoch selection, registered in or chosen by a user's own
+module and config file, trained through `python -m fmnist_jax.main` (in a process of its own whose
+data loader gives synthetic images).
 
 This is docs/extending.md's worked example. Each assertion fails if the run bypasses the registry
 it tests: the parameter count is the registered model's at the config's width, the augmentation is
@@ -39,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fmnist_jax import augment, metrics, models
+from fmnist_jax import augment, batch_transforms, losses, metrics, models
 
 TRACED = []  # the augmentation's calls while the step is traced
 
@@ -58,16 +59,32 @@ class TinyNet(nn.Module):
 
 
 @augment.register('invert', fields={'invert': (0.0, 'probability of inverting an image')},
-                  check=lambda field, value: None if 0 <= value <= 1 else 'a probability')
+                  check=augment.each_field(lambda field, value: None if 0 <= value <= 1
+                                           else 'a probability'))
 def invert(images, key, cfg):
   TRACED.append(cfg['invert'])
   on = jax.random.bernoulli(key, cfg['invert'], (images.shape[0], 1, 1, 1))
   return jnp.where(on, 1.0 - images, images)
 
 
-@metrics.register('error_rate')
+@metrics.register('error_rate', higher_is_better=False)
 def error_rate(labels, probs):
   return float(np.mean(probs.argmax(-1) != labels))
+
+
+@batch_transforms.register('my_mixup', fields={'my_mixup': (0.0, 'alpha of the mixing weight')})
+def my_mixup(images, targets, key, epoch, values):
+  """Each example mixed with the batch's reversed order by one Beta(alpha, alpha) weight."""
+  lam = jax.random.beta(key, values['my_mixup'], values['my_mixup'])
+  return lam * images + (1 - lam) * images[::-1], lam * targets + (1 - lam) * targets[::-1]
+
+
+@losses.register('focal')
+def focal(logits, targets, gamma=2.0):
+  """Focal loss (Lin et al. 2017) against hard or soft targets."""
+  p = losses.probabilities(targets, logits.shape[-1])
+  log_p = jax.nn.log_softmax(logits)
+  return -jnp.sum(p * (1 - jnp.exp(log_p)) ** gamma * log_p, axis=-1)
 '''
 
 CONFIG = '''
@@ -146,3 +163,57 @@ def test_names_and_fields_are_checked_against_the_registries(field, value, messa
   with pytest.raises(errors.ConfigError) as e:
     config_check.validate_config(config)
   assert message in str(e.value)
+
+
+STEP_CONFIG = '''
+from fmnist_jax import defaults
+
+
+def get_config():
+  config = defaults.get_config()
+  config.imports = {imports}
+  config.model, config.model_args.hidden = 'mlp', (16,)
+  config.num_epochs, config.batch_size, config.progress_bar = 3, 64, 'off'
+  config.learning_rate = 0.01
+  config.data_dir = {data_dir!r}
+  {setting}
+  return config
+'''
+
+STEP_RUNS = {
+    'builtin_only': ((), ''),  # nothing of the user's imported
+    'off': (('my_extension',), ''),  # registered, every one of them off
+    'mixup': (('my_extension',), 'config.batch_transforms.my_mixup = 0.4'),
+    'focal': (('my_extension',), "config.loss, config.loss_args.gamma = 'focal', 2.0"),
+    'by_loss': (('my_extension',), "config.best_by = 'loss'"),
+}
+
+
+@pytest.mark.slow  # five processes of their own
+def test_a_users_batch_transform_loss_and_selection_change_the_numbers_only_when_on(tmp_path):
+  (tmp_path / 'my_extension.py').write_text(EXTENSION)
+  results = {}
+  for name, (imports, setting) in STEP_RUNS.items():
+    (tmp_path / f'{name}.py').write_text(STEP_CONFIG.format(
+        imports=imports, setting=setting, data_dir=str(tmp_path / 'unused')))
+    results[name], _ = _main(tmp_path, tmp_path / f'{name}.py', tmp_path / name)
+  numbers = lambda r: ([{k: v for k, v in h.items() if 'seconds' not in k} for h in r['history']],
+                       r['best_epoch'], r['test_accuracy'], r['test_loss'])
+  # Registered but off: exactly the numbers of a run that never imported them.
+  assert numbers(results['off']) == numbers(results['builtin_only'])
+  # On: the mixup and the focal loss change the training; trained on soft targets the mixup's
+  # training accuracy is against each target's most probable class.
+  for name in ('mixup', 'focal'):
+    assert results[name]['history'][0]['train_loss'] != results['off']['history'][0]['train_loss']
+    assert 0 <= results[name]['history'][0]['train_accuracy'] <= 1
+  # Selected by validation loss: the best epoch is the lowest validation loss, recorded as such,
+  # and the training itself is the same as by accuracy.
+  by_loss, by_accuracy = results['by_loss'], results['off']
+  assert by_loss['selection'] == {'metric': 'validation_loss', 'mode': 'min'}
+  losses_ = [h['validation_loss'] for h in by_loss['history']]
+  assert by_loss['best_epoch'] == 1 + losses_.index(min(losses_))
+  assert numbers(by_loss)[0] == numbers(by_accuracy)[0]
+  accuracies = [h['validation_accuracy'] for h in by_accuracy['history']]
+  assert by_accuracy['best_epoch'] == 1 + accuracies.index(max(accuracies))
+  assert by_loss['best_epoch'] != by_accuracy['best_epoch'], (losses_, accuracies)
+  assert by_loss['test_loss'] != by_accuracy['test_loss']

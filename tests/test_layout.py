@@ -58,3 +58,101 @@ def test_no_function_over_80_lines_except_model_definitions():
         if lines > MAX_LINES:
           long.append(f'{name}.{node.name}: {lines} lines')
   assert not long, long
+
+
+# The modules that read the config: the loop and the builder it reads it with, the check, the
+# defaults, the command line. Every other module takes plain values or the small specs made here.
+CONFIG_READERS = {'fmnist_jax.train', 'fmnist_jax.build', 'fmnist_jax.config_check',
+                  'fmnist_jax.defaults', 'fmnist_jax.cli', 'fmnist_jax.main'}
+
+
+def _whole_config(value) -> bool:
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  return isinstance(value, ml_collections.ConfigDict) and 'model' in value and 'optimizer' in value
+
+
+def test_the_config_is_read_and_received_by_a_short_list_of_modules(tmp_path, monkeypatch):
+  """A 1-epoch synthetic training with every read of a ConfigDict recorded (the module that asked,
+  past ml_collections' own frames), and every Python call whose arguments include a whole config
+  recorded (however the parameter is named): both only in CONFIG_READERS."""
+  import sys  # pylint: disable=g-import-not-at-top
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from fmnist_jax import input_pipeline, train  # pylint: disable=g-import-not-at-top
+  from tests.test_train import _synthetic_data  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(input_pipeline, 'load', _synthetic_data)
+  readers, receivers = set(), set()
+  here = os.path.dirname(os.path.abspath(ml_collections.__file__))
+
+  def asker():
+    frame = sys._getframe(2)  # pylint: disable=protected-access
+    while frame.f_code.co_filename.startswith(here):
+      frame = frame.f_back
+    return frame.f_globals.get('__name__', '?')
+
+  for method in ('__getattr__', '__getitem__', 'get', 'items', 'keys', 'values', 'to_dict',
+                 'to_json_best_effort', '__contains__', '__iter__'):
+    real = getattr(ml_collections.ConfigDict, method)
+    def recording(self, *args, real=real, **kwargs):
+      readers.add(asker())
+      return real(self, *args, **kwargs)
+    monkeypatch.setattr(ml_collections.ConfigDict, method, recording)
+
+  def profile(frame, event, arg):
+    del arg
+    if event == 'call' and frame.f_code.co_filename.startswith(PACKAGE):
+      code = frame.f_code
+      for name in code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]:
+        if _whole_config(frame.f_locals.get(name)):
+          receivers.add(frame.f_globals.get('__name__', '?'))
+
+  config = default.get_config()
+  config.update(model='mlp', num_epochs=1, batch_size=64, progress_bar='off',
+                data_dir=str(tmp_path / 'unused'))
+  sys.setprofile(profile)
+  try:
+    results = train.train_and_evaluate(config, str(tmp_path / 'w'))
+  finally:
+    sys.setprofile(None)
+  assert results['epochs'] == 1
+  assert 'fmnist_jax.train' in readers and 'fmnist_jax.build' in receivers  # it sees real reads
+  assert readers - CONFIG_READERS - {'configs.default', __name__} == set(), readers
+  assert receivers - CONFIG_READERS == set(), receivers
+
+
+def _python_files(folder):
+  for root, _, files in os.walk(folder):
+    for f in files:
+      if f.endswith('.py'):
+        yield os.path.join(root, f)
+
+
+def _is_model_field(node) -> bool:
+  """`x.model` or `x['model']`: where a config or record names its model."""
+  if isinstance(node, ast.Attribute):
+    return node.attr == 'model'
+  return (isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant)
+          and node.slice.value == 'model')
+
+
+def test_no_module_outside_a_models_definition_branches_on_a_model_name():
+  """A model's name and its own config fields appear only in its definition (models.py) and in
+  configs/: no `config.model == 'x'` or `.backbone` elsewhere, so a model is added in one place."""
+  from fmnist_jax import models  # pylint: disable=g-import-not-at-top
+  own_fields = {path.split('.')[0] for paths in models.CONFIG_FIELDS.values()
+                for path in paths.values()}
+  root = os.path.dirname(PACKAGE)
+  found = []
+  for folder in (PACKAGE, os.path.join(root, 'experiments')):
+    for path in _python_files(folder):
+      if os.path.basename(path) in ('models.py', 'pretrained.py'):
+        continue
+      for node in ast.walk(ast.parse(open(path).read())):
+        sides = [node.left, *node.comparators] if isinstance(node, ast.Compare) else []
+        names_a_model = any(isinstance(c, ast.Constant) and c.value in models.MODELS
+                            for c in sides) and any(_is_model_field(c) for c in sides)
+        field = (isinstance(node, ast.Attribute) and node.attr in own_fields) or any(
+            isinstance(c, ast.Constant) and c.value in own_fields for c in sides)
+        if names_a_model or field:
+          found.append(f'{os.path.relpath(path, root)}:{node.lineno}')
+  assert not found, found
