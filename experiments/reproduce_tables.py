@@ -41,11 +41,11 @@ import os
 from experiments.lib import common
 from experiments.lib import distribute
 from experiments.lib import runs
+from fmnist_jax import build
 from fmnist_jax import cli
 from fmnist_jax import config_check
 from fmnist_jax import errors
 from fmnist_jax import files
-from fmnist_jax import pretrained
 from fmnist_jax import provenance
 from fmnist_jax import reporting
 
@@ -109,16 +109,17 @@ def plan(args) -> list[dict]:
     if args.max_epochs and name not in args.full:
       config.num_epochs = min(config.num_epochs, args.max_epochs)
     workdir = os.path.join(args.workdir, name)
-    if 'backbone' in config:
+    without = build.without_pretrained_weights(config)  # None: no pretrained weights to miss
+    if without is not None:
       try:
-        pretrained.resolve(config.backbone.weights)
-      except pretrained.WeightsUnavailableError as e:
+        build.model(config).weights_file()
+      except errors.WeightsUnavailableError as e:
         if args.require_pretrained:
           raise
         if not (args.status or args.finished_only):
           print(f'WARNING: {e}\nTraining {name} with a random backbone; its row says NOT '
                 'PRETRAINED.', flush=True)
-        config.backbone.weights = 'random'
+        config = without
         workdir += '_random_backbone'
         name += '_random_backbone'
     config_check.validate_config(config)
