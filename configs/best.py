@@ -1,11 +1,10 @@
 """Leaderboard-class: a pre-activation ResNet for 28x28 (models.PreActResNet, 1,083,626 parameters).
 
-A recipe taken from the literature, not tuned here (issue 17): ResNets with random erasing reach
-about 0.955 on Fashion-MNIST after 200-300 epochs (Zhong et al., random erasing; the
-zalandoresearch/fashion-mnist benchmark table). Seed 0 on an NVIDIA H100 read 0.9539 test
-(experiments/results/best_gpu/seed_0.log). SGD with momentum 0.9 and L2 5e-4, rate 0.1 with 2
+A recipe taken from the literature, not tuned here: ResNets with random erasing reach about 0.955
+on Fashion-MNIST after 200-300 epochs (Zhong et al., random erasing; the
+zalandoresearch/fashion-mnist benchmark table). SGD with momentum 0.9 and L2 5e-4, rate 0.1 with 2
 warm-up epochs and cosine decay, batch 128; flips, 4-pixel pad-and-crop and random erasing (p 0.5),
-as in the random-erasing paper. Cost on the 2-core CPU: docs/results.md.
+as in the random-erasing paper. What it reached, and what it costs: README.md (leaderboard class).
 """
 from configs import default
 

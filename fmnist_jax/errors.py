@@ -1,8 +1,8 @@
 """Mistakes a person can fix. The command-line entry points catch `UserError` alone and print
 `ERROR: <message>` with no traceback; every other exception is a bug and keeps its traceback.
 
-Each subclass also derives from the built-in error it used to be, so `except ValueError` and the
-like keep working.
+Each subclass also derives from the built-in error of its kind (ValueError, OSError, ...), so
+`except ValueError` and the like catch it.
 """
 
 

@@ -37,7 +37,7 @@ CLASS_NAMES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 
 # Pixel statistics of the 60,000 training images, scaled to [0, 1].
 MEAN, STD = 0.2860, 0.3530
 DEBIAN_ARCHIVES_DIR = '/usr/share/datasets/fashion-mnist'
-# mtime of the original archives' gzip headers (see ../shared/notes/offline-data.md).
+# mtime of the original archives' gzip headers (docs/data.md).
 _ORIGINAL_MTIME = {'train': 0x59a7e9de, 't10k': 0x59a7e9f3}
 
 

@@ -88,9 +88,9 @@ class ConvReLUPool(nn.Module):
 
   Max-pool commutes with adding a per-channel bias and with ReLU (both monotone, also in float
   rounding), so the values are those of the usual order while the bias and ReLU, forward and
-  backward, touch a quarter of the elements: the cnn train step at batch 128 ran about 1.5x
-  faster on the 2-core CPU (measured). Its parameters are nn.Conv's ('kernel', 'bias', same
-  initialisers), so a caller naming it Conv_i keeps the usual parameter tree.
+  backward, touch a quarter of the elements, a large share of a small CNN's step on a CPU. Its
+  parameters are nn.Conv's ('kernel', 'bias', same initialisers), so a caller naming it Conv_i
+  keeps the usual parameter tree.
   """
   features: int
   padding: str = 'VALID'

@@ -2,7 +2,7 @@
 
 The kernels compute what `nn.max_pool` and a grouped `nn.Conv` compute, with the same values and
 gradients (tested against them), but much faster on a CPU, where XLA's own lowering of their
-gradients dominated the train step (measured).
+gradients dominated the train step (figures in docs/history.md).
 """
 from __future__ import annotations
 
@@ -85,10 +85,10 @@ def _taps(x, k, s: int):
 def depthwise_conv3x3(x, k, s: int):
   """3x3 depthwise convolution of an already padded x (N, H, W, C) with k (3, 3, C), stride s.
 
-  Nine multiply-adds instead of XLA's grouped convolution, which ran MobileNetV2's depthwise
-  layers 10 times slower on our 2-core CPU; the input gradient is the same nine taps over the
-  (stride-dilated, padded) output gradient with the kernel flipped, since XLA's own gradient of
-  the strided slices ran 8 times slower than the forward pass (both measured).
+  Nine multiply-adds instead of XLA's grouped convolution, which is slow for depthwise layers on
+  a CPU; the input gradient is the same nine taps over the (stride-dilated, padded) output
+  gradient with the kernel flipped, since XLA's own gradient of the strided slices is slower
+  still.
   """
   return _taps(x, k, s)
 

@@ -28,11 +28,11 @@ def stack(trees: list):
 def groups(num_seeds: int, mesh) -> list[slice]:
   """The seeds each call of the compiled step trains: on one CPU device one a call, else all.
 
-  On a CPU a vmap makes the convolutions grouped convolutions, which XLA runs group by group (five
-  seeds took 8.4x one seed), and five seeds' steps one after another inside one program took 6.9x
-  one seed; five calls of one seed's program took 5.1x (cnn, batch 128, measured). Elsewhere the
-  vmap pays. Over several CPU devices one program for all seeds: calls queued back to back there
-  deadlocked in the gradients' all-reduce (seen with 4 simulated devices).
+  On a CPU a vmap makes the convolutions grouped convolutions, which XLA runs group by group, and
+  several seeds' steps one after another inside one program were slower than one call of a
+  one-seed program per seed (figures in docs/history.md). Elsewhere the vmap pays. Over several
+  CPU devices one program for all seeds: calls queued back to back there deadlock in the
+  gradients' all-reduce.
   """
   if jax.default_backend() == 'cpu' and mesh.devices.size == 1:
     return [slice(k, k + 1) for k in range(num_seeds)]
