@@ -34,7 +34,8 @@ DEFAULT_CONFIGS = ['configs/mlp.py', 'configs/cnn.py', 'configs/bn_cnn.py']
 
 
 def parse_args(argv=None):
-  p = cli.ArgumentParser(description=__doc__.split('\n')[0], config_overrides=True)
+  p = cli.ArgumentParser(prog=f'python -m {__spec__.name}', description=__doc__.split('\n')[0],
+                         config_overrides=True)
   p.add_argument('--configs', nargs='+', default=DEFAULT_CONFIGS)
   p.add_argument('--num_seeds', type=int, default=5)
   p.add_argument('--seed', type=int, default=0, help='First seed; seeds are seed..seed+N-1.')

@@ -55,7 +55,8 @@ OUTPUT = os.path.join(common.ROOT, 'experiments/results/reproduce_tables')
 
 
 def parse_args(argv=None):
-  p = cli.ArgumentParser(description=__doc__.split('\n')[0], config_overrides=True)
+  p = cli.ArgumentParser(prog=f'python -m {__spec__.name}', description=__doc__.split('\n')[0],
+                         config_overrides=True)
   p.add_argument('--configs', nargs='+', default=REPORT_CONFIGS)
   p.add_argument('--num_seeds', type=int, default=None,
                  help='Seeds for every row (default: each row\'s config.report.num_seeds).')

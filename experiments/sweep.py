@@ -68,7 +68,8 @@ def trial_name(trial: dict) -> str:
 
 
 def parse_args(argv=None):
-  p = cli.ArgumentParser(description=__doc__.split('\n')[0], config_overrides=True)
+  p = cli.ArgumentParser(prog=f'python -m {__spec__.name}', description=__doc__.split('\n')[0],
+                         config_overrides=True)
   p.add_argument('--config', default='configs/cnn.py')
   p.add_argument('--grid', nargs='+', required=True, metavar='FIELD=V1,V2')
   p.add_argument('--random', type=int, default=None, help='Sample this many grid points.')

@@ -157,7 +157,8 @@ def update_docs(path: str, text: str) -> None:
 
 
 def main(argv=None) -> list[dict]:
-  parser = cli.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = cli.ArgumentParser(prog=f'python -m {__spec__.name}',
+                              description=__doc__.splitlines()[0])
   parser.add_argument('--records', default=RESULTS, help='folder searched for seeds/ records')
   parser.add_argument('--output', default=os.path.join(RESULTS, 'time_to_accuracy'))
   parser.add_argument('--docs', default=DOCS, help="a page whose marked block gets the table "

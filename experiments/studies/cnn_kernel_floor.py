@@ -95,7 +95,8 @@ def glue(batch: int) -> dict[str, float]:
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p = argparse.ArgumentParser(prog=f'python -m {__spec__.name}',
+                              description=__doc__.split('\n')[0])
   p.add_argument('--batch_size', type=int, default=128)
   p.add_argument('--benchmark', default='experiments/results/benchmark_cpu.json')
   p.add_argument('--output', default='experiments/results/cnn_kernel_floor.json')

@@ -54,7 +54,8 @@ def timed(argv: list[str], workdir: str, output: str, log: str) -> float:
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p = argparse.ArgumentParser(prog=f'python -m {__spec__.name}',
+                              description=__doc__.split('\n')[0])
   p.add_argument('--workdir', required=True)
   p.add_argument('--output', default=os.path.join(common.ROOT, 'experiments/results/parallel'))
   p.add_argument('--only', choices=('compare', 'sweep'), default=None)

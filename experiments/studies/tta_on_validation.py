@@ -18,7 +18,8 @@ from fmnist_jax import reporting
 
 
 def main(argv=None):
-  p = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  p = argparse.ArgumentParser(prog=f'python -m {__spec__.name}',
+                              description=__doc__.split('\n')[0])
   p.add_argument('--workdir', required=True, help='a finished run')
   p.add_argument('--output', default=None, help='a markdown file for the table')
   args = p.parse_args(argv)
