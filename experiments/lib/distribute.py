@@ -21,6 +21,10 @@ died resumes from its last checkpoint, and a rerun of the command continues wher
 The local instance listens on 127.0.0.1 only as far as Ray allows (see docs/experiments.md: its
 GCS and raylet bind every interface; token authentication, on by default in Ray 2.60, guards
 them), has no dashboard, and is stopped when the script ends.
+
+Nothing here imports JAX (or a module that does) at module level: a Ray worker imports this module
+to unpickle `_run_task`, which pins the worker's cores (`prepare_process`) before it imports
+`experiments.lib.runs` and with it JAX (tests/test_experiments_layout.py checks this).
 """
 from __future__ import annotations
 
