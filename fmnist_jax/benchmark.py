@@ -29,7 +29,6 @@ from fmnist_jax import parallel
 from fmnist_jax import reporting
 from fmnist_jax import state as state_lib
 from fmnist_jax import step as step_lib
-from fmnist_jax import streams
 
 DEFAULT_CONFIG = 'configs/default.py'
 config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Base config; model is set per row.')
@@ -66,24 +65,19 @@ def time_training(config, augment: dict, steps: int, warmup: int):
   augmentation, on random images held on the device."""
   config = ml_collections.ConfigDict(config.to_dict())
   config.augment.update(augment)
-  mesh = parallel.create_mesh()
   batch, k = config.batch_size, config.steps_per_dispatch
   n = batch * 16 * k
   rng = np.random.default_rng(0)
-  images, labels = parallel.replicate(
-      (rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
-       rng.integers(0, 10, (n,)).astype(np.int32)), mesh)
+  train = {'image': rng.integers(0, 256, (n, 28, 28, 1), dtype=np.uint8),
+           'label': rng.integers(0, 10, (n,)).astype(np.int32)}
   model = build.model(config)
   run_seeds = build.seeds(config)
   # The speed does not depend on the weights' values: no pretrained file is read.
   state = build.train_states(config, model, steps, load_weights=False)
-  keys = jax.vmap(lambda s: streams.step_root(streams.seed_key(s)))(jax.numpy.array(run_seeds))
-  stepper = step_lib.Stepper(build.step_spec(config), model,
-                             *parallel.replicate((state, state_lib.empty_totals(len(run_seeds))),
-                                                 mesh), images, labels,
-                             parallel.replicate(keys, mesh), mesh, steps_per_epoch=16 * k)
-  stepper.start_epoch(1, parallel.replicate(np.tile(np.arange(n, dtype=np.int32),
-                                                    (len(run_seeds), 1)), mesh))
+  stepper = step_lib.Stepper(build.step_spec(config), model, state,
+                             state_lib.empty_totals(len(run_seeds)), train, run_seeds,
+                             parallel.create_mesh())
+  stepper.start_epoch(1)
 
   def run(dispatches):
     for d in range(dispatches):

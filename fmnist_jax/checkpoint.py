@@ -16,6 +16,7 @@ import shutil
 import time
 from typing import Any
 
+from absl import logging
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
@@ -279,7 +280,22 @@ def restore_or_init(workdir: str, keep: int, fresh: Any, selection: metrics_lib.
         f'{workdir} holds a run started by code of results version {progress.results_version}; '
         f'this code is results version {provenance.RESULTS_VERSION} and gives other numbers, so '
         'it cannot continue that run. Use a new --workdir (or move this one away).')
+  logging.info('Resumed from the checkpoint at step %d (%d epochs and %d steps done).', latest,
+               len(progress.history), progress.epoch_steps_done)
   return mngr, restored, progress
+
+
+def save_epoch(mngr: ocp.CheckpointManager, state, best, totals, progress: Progress,
+               metrics: dict[str, float]) -> None:
+  """The checkpoint at an epoch's end (fresh `totals`), ranked by its validation `metrics`."""
+  progress.epoch_steps_done, progress.epoch_seconds_done = 0, 0.0
+  save(mngr, step_of(state), {'state': state, 'best': best, 'totals': totals}, progress, metrics)
+
+
+def step_of(state) -> int:
+  """The optimizer steps a (stacked) state has taken: its checkpoint's key, which only grows (also
+  when a resumed run's batch size, and with it the steps per epoch, changed)."""
+  return int(np.asarray(state.step).reshape(-1)[0])
 
 
 def has_checkpoints(workdir: str) -> bool:

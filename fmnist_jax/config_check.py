@@ -27,8 +27,9 @@ WEIGHT_DECAY_ON = ('kernels', 'all')
 DTYPES = ('float32', 'bfloat16')  # bfloat16: mixed precision for accelerators (state.DTYPES).
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Fails on a bad field before any data is loaded or anything is compiled.
+def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """The config completed over the defaults (`defaults.complete`), checked: fails on a bad field
+  before any data is loaded or anything is compiled.
 
   Names are checked against the registries themselves (models.MODELS, augment.AUGMENTATIONS,
   metrics.EVAL_METRICS, state.OPTIMIZERS and SCHEDULES), after the modules in config.imports are
@@ -57,6 +58,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     if any(split != wanted for split, _, _ in ranges[field]):
       _bad(field, config[field], f"it must only take from '{wanted}'" + (
           ' (the test split is only for the final evaluation)' if wanted == 'train' else ''))
+  n_train = sum(stop - start for _, start, stop in ranges['train_split'])
+  if n_train < config.batch_size:
+    raise errors.ConfigError(f'config.train_split={config.train_split!r} holds {n_train} '
+                             f'images, fewer than config.batch_size={config.batch_size}.')
   overlap = [(a, b) for a in ranges['train_split'] for b in ranges['validation_split']
              if max(a[1], b[1]) < min(a[2], b[2])]
   if overlap:
@@ -86,6 +91,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   _check_data_dir(config.data_dir, _bad)
   if config.progress_bar not in ('auto', 'on', 'off'):
     _bad('progress_bar', config.progress_bar, "choose 'auto', 'on' or 'off'")
+  return config
 
 
 def _bad(field, value, allowed):

@@ -42,3 +42,22 @@ def warn(message: str) -> None:
   """One WARNING line a person sees (stdout), also in the log."""
   logging.warning(message)
   print(f'WARNING: {message}', flush=True)
+
+
+def progress_bar(mode: str, total: int, desc: str, done: int = 0):
+  """A tqdm bar at `done` of `total` on the terminal: mode 'on', or 'auto' when it is one; None
+  otherwise."""
+  if not (mode == 'on' or (mode == 'auto' and stream().isatty())):
+    return None
+  import tqdm  # pylint: disable=g-import-not-at-top
+  bar = tqdm.tqdm(total=total, desc=desc, leave=False, dynamic_ncols=True, file=stream())
+  bar.update(done)
+  return bar
+
+
+def steps_done(report_progress, bar, first: int, k: int) -> None:
+  """Steps first+1 .. first+k are done: clu's periodic actions want each step once; the bar."""
+  for done in range(first + 1, first + k + 1):
+    report_progress(done)
+  if bar is not None:
+    bar.update(k)

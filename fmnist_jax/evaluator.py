@@ -2,6 +2,7 @@
 test report of a run's best variables."""
 
 import functools
+import os
 from typing import Any
 
 import jax
@@ -14,6 +15,8 @@ from fmnist_jax import metrics
 from fmnist_jax import models
 from fmnist_jax import parallel
 from fmnist_jax import reporting
+from fmnist_jax import results
+from fmnist_jax import seeds
 
 
 class Evaluator:
@@ -86,3 +89,24 @@ def report_on_test(tester: Evaluator, variables, test: dict[str, np.ndarray], wo
   report = reporting.write_all(workdir, test, probs, metrics_['loss'], history,
                                models.summary(tester.model), writer=writer, step=step)
   return {**metrics_, 'accuracy': report['accuracy']}
+
+
+def test_seeds(tester: Evaluator | None, test, workdir: str, history, best, final, writer,
+               selection, run_seeds: list[int], last_step: int) -> list[dict[str, Any]]:
+  """Each seed's results.json figures: its best variables on the test split (its report files:
+  the workdir for one seed, workdir/seed_<s>/ for several) and its final variables (the reports'
+  protocol; selects nothing). Without a tester (test_split='', sweep trials) test is never read."""
+  per_seed = []
+  for k, seed in enumerate(run_seeds):
+    own_history = seeds.history(history, k)
+    if tester is None:
+      per_seed.append(results.seed_results(own_history, {'accuracy': None, 'loss': None}, seed,
+                                           selection=selection))
+      continue
+    report_dir = workdir if len(run_seeds) == 1 else os.path.join(workdir, f'seed_{seed}')
+    os.makedirs(report_dir, exist_ok=True)
+    test_metrics = report_on_test(tester, seeds.take(best, k), test, report_dir, own_history,
+                                  writer if len(run_seeds) == 1 else None, last_step)
+    per_seed.append(results.seed_results(own_history, test_metrics, seed,
+                                         tester(seeds.take(final, k)), selection))
+  return per_seed

@@ -24,7 +24,6 @@ import socket
 import tempfile
 import time
 import urllib.parse
-from typing import Any
 
 from absl import logging
 import numpy as np

@@ -80,6 +80,20 @@ class Selection:
         best = i
     return best
 
+  def best_values(self, histories) -> list:
+    """Each seed's best value so far, from its own history (`worst` before any epoch)."""
+    out = []
+    for history in histories:
+      values = [h[self.key] for h in history if self.key in h]
+      out.append(values[self.best_index(values)] if values else self.worst)
+    return out
+
+  def update(self, val_metrics, best_so_far):
+    """(improved, best values): which seeds' new validation metrics beat their best so far."""
+    improved = [self.better(m[self.name], b) for m, b in zip(val_metrics, best_so_far)]
+    return np.array(improved), [m[self.name] if up else b
+                                for m, b, up in zip(val_metrics, best_so_far, improved)]
+
   def as_json(self) -> Dict[str, str]:
     return {'metric': self.key, 'mode': self.mode}
 

@@ -13,6 +13,7 @@ import dataclasses
 import functools
 from typing import Any, Callable
 
+from absl import logging
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -479,6 +480,16 @@ def init_variables(model: nn.Module, rng: jax.Array, images=None, load_weights: 
 def record(model: nn.Module) -> dict[str, Any]:
   """What the model adds to results.json (its `record`), e.g. the weight file it started from."""
   return model.record() if hasattr(model, 'record') else {}
+
+
+def describe(name: str, model: nn.Module, variables, run_seeds: list[int]) -> str:
+  """The line a run prints about its model (seed 0's `variables`); the parameter table goes to
+  the log."""
+  from clu import parameter_overview  # pylint: disable=g-import-not-at-top
+  logging.info('%s parameters:\n%s', name, parameter_overview.get_parameter_overview(variables))
+  return (f'{name}: {count_params(variables):,} parameters '
+          f'({count_trainable(model, variables["params"]):,} trainable)'
+          + (f', seeds {run_seeds} trained together' if len(run_seeds) > 1 else ''))
 
 
 def count_params(tree) -> int:

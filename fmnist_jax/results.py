@@ -6,8 +6,11 @@ timing; `experiments/` merges one-seed runs into the same form.
 """
 from __future__ import annotations
 
+import json
+import os
 from typing import Any
 
+from absl import logging
 import jax
 import numpy as np
 
@@ -130,6 +133,32 @@ def summary_line(results: dict[str, Any]) -> str:
           f'{results["epochs"]}, validation accuracy {results["validation_accuracy"]:.4f}), '
           f'{results["train_images_per_second"]:.0f} train images/s, '
           f'{results["train_seconds"]:.0f} s')
+
+
+def log_epoch(writer, h: dict[str, Any], num_epochs: int, steps_per_epoch: int,
+              images_per_second: float) -> None:
+  """An epoch's TensorBoard scalars, its log entry and the one terminal line."""
+  epoch = h['epoch']
+  writer.write_scalars(epoch * steps_per_epoch, {k: v for k, v in h.items()
+                                                 if k not in ('train_images', 'per_seed')})
+  writer.write_scalars(epoch * steps_per_epoch, {'train_images_per_second': images_per_second})
+  logging.info('epoch %d: %s', epoch, json.dumps(h))
+  print(f'epoch {epoch:3d}/{num_epochs}  train loss {h["train_loss"]:.4f} '
+        f'acc {h["train_accuracy"]:.4f}  val loss {h["validation_loss"]:.4f} '
+        f'acc {h["validation_accuracy"]:.4f}' + (' (seed means)' if 'per_seed' in h else '')
+        + f'  {h["seconds"]:.1f}s', flush=True)
+
+
+def finish(workdir: str, writer, results: dict[str, Any], last_step: int) -> dict[str, Any]:
+  """The run's end: test scalars to TensorBoard, results.json written, the summary line."""
+  if results['test_accuracy'] is not None:
+    writer.write_scalars(last_step, {'test_loss': results['test_loss'],
+                                     'test_accuracy': results['test_accuracy']})
+  writer.flush()
+  writer.close()
+  write_json(os.path.join(workdir, 'results.json'), results)
+  print(summary_line(results), flush=True)
+  return results
 
 
 def write_json(path: str, obj: Any) -> None:

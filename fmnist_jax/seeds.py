@@ -39,6 +39,13 @@ def groups(num_seeds: int, mesh) -> list[slice]:
   return [slice(0, num_seeds)]
 
 
+@jax.jit
+def where(chosen, new, old):
+  """Per seed, `new`'s slice where `chosen` (bool per seed) is True, else `old`'s."""
+  return jax.tree_util.tree_map(
+      lambda n, o: jnp.where(chosen.reshape((-1,) + (1,) * (n.ndim - 1)), n, o), new, old)
+
+
 def split(tree, parts: list[slice]) -> list:
   """`tree`'s slices along the seed axis, one per group (`tree` itself when there is one group)."""
   if len(parts) == 1:

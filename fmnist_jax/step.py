@@ -21,6 +21,7 @@ import optax
 
 from fmnist_jax import augment
 from fmnist_jax import batch_transforms
+from fmnist_jax import errors
 from fmnist_jax import input_pipeline
 from fmnist_jax import losses
 from fmnist_jax import metrics
@@ -113,73 +114,130 @@ def train_step(carry: Carry, inputs: SeedInputs, images, labels, i, epoch, *, sp
 
 
 class Stepper:
-  """Steps every seed of a run, k optimizer steps a call, and holds their live carry.
+  """Steps every seed of a run through its epochs, k optimizer steps a call, and holds their live
+  carry.
 
-  Off the CPU (or with `vmap=True`) one program steps all seeds, vmapped over the seed axis. On
-  one CPU device each seed has its own call of a one-seed program: a vmap makes the convolutions
-  grouped convolutions, which XLA:CPU runs group by group (measured slower, `seeds.groups`). The
-  carry lives here between calls, split into those groups during an epoch; `carry` joins it.
+  Built once from the training split and the seeds' states: it puts both on the mesh, derives each
+  seed's shuffle and step streams, and compiles the step. Off the CPU (or with `vmap=True`) one
+  program steps all seeds, vmapped over the seed axis; on one CPU device each seed has its own
+  call of a one-seed program, since a vmap makes the convolutions grouped convolutions, which
+  XLA:CPU runs group by group (`seeds.groups`). The carry lives here between calls, split into
+  those groups during an epoch; `carry` joins it.
   """
 
-  def __init__(self, spec: StepSpec, model, state, totals, images, labels, rngs, mesh,
-               steps_per_epoch: int, vmap: bool | None = None):
+  def __init__(self, spec: StepSpec, model, state, totals, train: dict[str, np.ndarray],
+               run_seeds: list[int], mesh, vmap: bool | None = None):
     """`state`, `totals`: stacked over the seeds (totals: of the epoch in progress, if any);
-    `rngs`: each seed's `streams.step_root`; images and labels: the training split."""
-    self.images, self.labels, self.rngs, self.mesh = images, labels, rngs, mesh
-    num_seeds = len(rngs)
-    self.vmap = jax.default_backend() != 'cpu' if vmap is None else vmap
-    self.groups = [slice(0, num_seeds)] if self.vmap else seeds.groups(num_seeds, mesh)
+    `train`: the training split ('image', 'label')."""
+    self.mesh, self.run_seeds = mesh, list(run_seeds)
+    self.steps_per_epoch = len(train['label']) // spec.batch_size
+    self._data = parallel.replicate((train['image'], train['label']), mesh)
+    seed_keys = parallel.replicate(jax.vmap(streams.seed_key)(jnp.array(self.run_seeds)), mesh)
+    self._rngs = jax.vmap(streams.step_root)(seed_keys)
+    self._shuffle = _shuffles(seed_keys, len(train['label']), self.steps_per_epoch * spec.batch_size,
+                              mesh)
+    vmap = jax.default_backend() != 'cpu' if vmap is None else vmap
+    self.groups = [slice(0, len(run_seeds))] if vmap else seeds.groups(len(run_seeds), mesh)
+    state, totals = parallel.replicate((state, totals), mesh)
     self._parts = seeds.split(Carry(state, totals, self._no_nonfinite_step()), self.groups)
-    self._inputs = None
-    self.epoch = 0
+    self._epoch = (0, None)  # the epoch in progress and its seed inputs
     t0 = time.perf_counter()
-    trainable = models.trainable_mask(model, seeds.take(state.params, 0))
-    one = functools.partial(train_step, spec=spec, mesh=mesh, trainable=trainable)
-    group = self.groups[0]
-    perms = np.zeros((group.stop - group.start, steps_per_epoch * spec.batch_size), np.int32)
-    example = (self._parts[0], SeedInputs(parallel.replicate(perms, mesh), rngs[group]))
-    self.compiled = {}
-    for k in sorted({1, spec.steps_per_dispatch}):
-      fn = jax.jit(self._over_seeds(functools.partial(_steps, one, k), group.stop - group.start),
-                   donate_argnums=(0,))
-      self.compiled[k] = fn.lower(*example, images, labels, np.int32(0), np.int32(1)).compile()
+    first_group = seeds.split(SeedInputs(self._shuffle(1), self._rngs), self.groups)[0]
+    self.compiled = _compile(spec, model, vmap, self._parts[0], first_group, *self._data, mesh)
     self.compile_seconds = time.perf_counter() - t0
     logging.info('Compiled the train step in %.1f s.', self.compile_seconds)
 
-  def _over_seeds(self, fn, num_seeds: int):
-    """`fn` over the seed axis of (carry, inputs): vmapped, or the seeds one after another."""
-    if self.vmap:
-      return jax.vmap(fn, in_axes=(0, 0, None, None, None, None))
-
-    def looped(carry, inputs, images, labels, i, epoch):
-      return seeds.stack([fn(*seeds.take((carry, inputs), k), images, labels, i, epoch)
-                          for k in range(num_seeds)])
-    return looped
-
   def _no_nonfinite_step(self):
-    return parallel.replicate(np.full((len(self.rngs),), -1, np.int32), self.mesh)
+    return parallel.replicate(np.full((len(self.run_seeds),), -1, np.int32), self.mesh)
 
-  def start_epoch(self, epoch: int, perms, resumed: bool = False) -> None:
-    """The epoch's shuffles (`perms`, one per seed) and fresh training totals; a `resumed` epoch
-    keeps the totals it carried."""
+  def start_epoch(self, epoch: int, steps_done: int = 0) -> int:
+    """Shuffles for `epoch` and fresh training totals, unless `steps_done` of its steps were done
+    already (a resumed epoch keeps the totals it carried); the steps done, at most the epoch's
+    (a run whose steps per epoch shrank ends that epoch at once)."""
+    steps_done = min(steps_done, self.steps_per_epoch)
     new = {'first_nonfinite_step': self._no_nonfinite_step()}
-    if not resumed:
-      new['totals'] = parallel.replicate(state_lib.empty_totals(len(self.rngs)), self.mesh)
+    if not steps_done:
+      new['totals'] = parallel.replicate(state_lib.empty_totals(len(self.run_seeds)), self.mesh)
     self._parts = [part.replace(**fields) for part, fields in
                    zip(self._parts, seeds.split(new, self.groups))]
-    self._inputs = seeds.split(SeedInputs(perms, self.rngs), self.groups)
-    self.epoch = epoch
+    self._epoch = (epoch, seeds.split(SeedInputs(self._shuffle(epoch), self._rngs), self.groups))
+    return steps_done
+
+  def dispatches(self, first: int) -> list[tuple[int, int]]:
+    """(first batch, steps) of each call for the rest of the epoch from batch `first`: k steps a
+    call, the epoch's tail one by one."""
+    k, steps = max(self.compiled), self.steps_per_epoch
+    full = (steps - first) // k
+    return [(first + j * k, k) for j in range(full)] + [(i, 1) for i in range(first + full * k,
+                                                                               steps)]
 
   def dispatch(self, i: int, k: int) -> None:
     """k optimizer steps on batches i .. i+k-1 of the epoch, for every seed."""
-    step = self.compiled[k]
-    self._parts = [step(part, inputs, self.images, self.labels, np.int32(i), np.int32(self.epoch))
-                   for part, inputs in zip(self._parts, self._inputs)]
+    step, (epoch, inputs) = self.compiled[k], self._epoch
+    self._parts = [step(part, seed_inputs, *self._data, np.int32(i), np.int32(epoch))
+                   for part, seed_inputs in zip(self._parts, inputs)]
+
+  @property
+  def epoch(self) -> int:
+    return self._epoch[0]
 
   @property
   def carry(self) -> Carry:
     """The live carry of all seeds (joined along the seed axis)."""
     return seeds.join(self._parts)
+
+  def epoch_metrics(self) -> dict[str, np.ndarray]:
+    """Each seed's training loss and accuracy over the epoch so far (waits for its last step);
+    a NaN or infinite loss stops the run loudly, naming the seed and the step."""
+    carry = self.carry
+    per_seed = [seeds.take(carry.totals, k).compute() for k in range(len(self.run_seeds))]
+    out = {key: np.array([float(m[key]) for m in per_seed]) for key in ('loss', 'accuracy')}
+    epoch = self._epoch[0]
+    for k, loss in enumerate(out['loss']):
+      if not np.isfinite(loss):
+        step = int(np.asarray(carry.first_nonfinite_step)[k])
+        raise errors.TrainingDivergedError(
+            f'The training loss of seed {self.run_seeds[k]} became {loss} at step {step} '
+            f'(step {step - (epoch - 1) * self.steps_per_epoch} of epoch {epoch}); the run stops '
+            f'here and the last checkpoint (after epoch {epoch - 1}) is kept. Lower '
+            'config.learning_rate.')
+    return out
+
+  def fresh_totals(self):
+    return parallel.replicate(state_lib.empty_totals(len(self.run_seeds)), self.mesh)
+
+
+def _compile(spec: StepSpec, model, vmap: bool, carry, inputs, images, labels, mesh):
+  """{k: the compiled program of k steps} for one group of seeds, k in {1, steps_per_dispatch}."""
+  trainable = models.trainable_mask(model, seeds.take(carry.state.params, 0))
+  one = functools.partial(train_step, spec=spec, mesh=mesh, trainable=trainable)
+  compiled = {}
+  for k in sorted({1, spec.steps_per_dispatch}):
+    fn = jax.jit(_over_seeds(functools.partial(_steps, one, k), len(inputs.rng), vmap),
+                 donate_argnums=(0,))
+    compiled[k] = fn.lower(carry, inputs, images, labels, np.int32(0), np.int32(1)).compile()
+  return compiled
+
+
+def _over_seeds(fn, num_seeds: int, vmap: bool):
+  """`fn` over the seed axis of (carry, inputs): vmapped, or the seeds one after another."""
+  if vmap:
+    return jax.vmap(fn, in_axes=(0, 0, None, None, None, None))
+
+  def looped(carry, inputs, images, labels, i, epoch):
+    return seeds.stack([fn(*seeds.take((carry, inputs), k), images, labels, i, epoch)
+                        for k in range(num_seeds)])
+  return looped
+
+
+def _shuffles(seed_keys, n: int, length: int, mesh):
+  """epoch -> each seed's shuffle of the n training images, its first `length` (a run with that
+  seed alone gets the same)."""
+  def permutations(keys, epoch):
+    return jax.vmap(lambda k: jax.random.permutation(
+        streams.epoch_shuffle_key(streams.shuffle_root(k), epoch), n)[:length])(keys)
+  permutations = jax.jit(permutations, out_shardings=parallel.replicated(mesh))
+  return lambda epoch: permutations(seed_keys, epoch)
 
 
 def _steps(one, k: int, carry, inputs, images, labels, i, epoch):

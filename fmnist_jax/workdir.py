@@ -77,9 +77,10 @@ def lock(workdir: str):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def finished_results(workdir: str, config_json: dict[str, Any], num_epochs: int,
-                     allow_config_change: bool) -> dict[str, Any] | None:
-  """The workdir's results if its run is finished; refuses a workdir of another config.
+def saved_results(workdir: str, config_json: dict[str, Any],
+                  allow_config_change: bool) -> dict[str, Any] | None:
+  """The results.json of the workdir's finished run (None if it has none); refuses a workdir of
+  another config, and results of another results version.
 
   A damaged config.json is rebuilt from the copy in the newest checkpoint; a damaged results.json
   is set aside, and the run's final checkpoint writes it again.
@@ -102,7 +103,7 @@ def finished_results(workdir: str, config_json: dict[str, Any], num_epochs: int,
     console.warn(f'{e} It is rebuilt from the run\'s final checkpoint.')
     os.replace(results_path, results_path + '.damaged')
     return None
-  if results is None or results['epochs'] < num_epochs:
+  if results is None:
     return None
   made_by = provenance.results_version(results)
   if made_by != provenance.RESULTS_VERSION:
@@ -110,7 +111,6 @@ def finished_results(workdir: str, config_json: dict[str, Any], num_epochs: int,
         f'{workdir} holds a finished run of results version {made_by}; this code is results '
         f'version {provenance.RESULTS_VERSION} and gives other numbers. Use a new --workdir '
         'to train it with this code (or move this one away).')
-  logging.info('%s already holds a finished run; nothing to train.', workdir)
   return results
 
 

@@ -52,10 +52,9 @@ if jax.device_count() > 1:
     m = parallel.create_mesh(devices)
     state = parallel.replicate(build.train_states(sgd, model, 4), m)
     totals = parallel.replicate(state_lib.empty_totals(1), m)
-    im, lb, pm = parallel.replicate(data, m)
-    key = parallel.replicate(jax.vmap(jax.random.key)(jnp.array([0])), m)
-    stepper = step_lib.Stepper(build.step_spec(sgd), model, state, totals, im, lb, key, m, 4)
-    stepper.start_epoch(1, pm)
+    stepper = step_lib.Stepper(build.step_spec(sgd), model, state, totals,
+                               {{'image': data[0], 'label': data[1]}}, [0], m)
+    stepper.start_epoch(1)
     stepper.dispatch(0, 1)
     after.append([np.asarray(a) for a in jax.tree_util.tree_leaves(stepper.carry.state.variables)])
   out['one_step_max_abs_diff'] = max(float(np.abs(a - b).max()) for a, b in zip(*after))

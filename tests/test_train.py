@@ -265,14 +265,12 @@ def test_k_steps_per_dispatch_equal_k_single_steps(num_seeds):
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (256, 28, 28, 1), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, (256,), dtype=np.int32))
-  perm = jnp.stack([jnp.asarray(rng.permutation(256), jnp.int32)] * num_seeds)
-  keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds))
   mesh = parallel.create_mesh()
 
   def run(k, starts):
-    stepper = _stepper(config, model, images, labels, keys, mesh, steps_per_epoch=8)
-    assert sorted(stepper.compiled) == [1, 4]
-    stepper.start_epoch(1, perm)
+    stepper = _stepper(config, model, images, labels, num_seeds, mesh)
+    assert sorted(stepper.compiled) == [1, 4] and stepper.steps_per_epoch == 8
+    stepper.start_epoch(1)
     for i in starts:
       stepper.dispatch(i, k)
     return stepper.carry
@@ -285,12 +283,12 @@ def test_k_steps_per_dispatch_equal_k_single_steps(num_seeds):
   np.testing.assert_allclose(one.totals.loss.total, four.totals.loss.total, rtol=1e-6)
 
 
-def _stepper(config, model, images, labels, keys, mesh, steps_per_epoch, vmap=None):
-  """The run's own Stepper over fresh states of `keys`' seeds."""
-  num_seeds = len(keys)
-  state = build.train_states(config, model, steps_per_epoch, run_seeds=list(range(num_seeds)))
+def _stepper(config, model, images, labels, num_seeds, mesh, vmap=None):
+  """The run's own Stepper over fresh states of seeds 0 .. num_seeds-1."""
+  state = build.train_states(config, model, 10, run_seeds=list(range(num_seeds)))
   return step_lib.Stepper(build.step_spec(config), model, state, state_lib.empty_totals(num_seeds),
-                          images, labels, keys, mesh, steps_per_epoch, vmap=vmap)
+                          {'image': images, 'label': labels}, list(range(num_seeds)), mesh,
+                          vmap=vmap)
 
 
 @pytest.mark.parametrize('num_seeds', [1, 2])
@@ -304,13 +302,11 @@ def test_the_vmapped_seed_path_equals_the_looped_one_on_the_cpu(num_seeds):
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (128, 28, 28, 1), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, (128,), dtype=np.int32))
-  perm = jnp.stack([jnp.asarray(rng.permutation(128), jnp.int32) for _ in range(num_seeds)])
-  keys = jax.vmap(jax.random.key)(jnp.arange(num_seeds))
   carries = []
   for vmap in (False, True):
-    stepper = _stepper(config, model, images, labels, keys, parallel.create_mesh(), 4, vmap)
-    assert stepper.vmap == vmap and len(stepper.groups) == (1 if vmap else num_seeds)
-    stepper.start_epoch(1, perm)
+    stepper = _stepper(config, model, images, labels, num_seeds, parallel.create_mesh(), vmap)
+    assert len(stepper.groups) == (1 if vmap else num_seeds)
+    stepper.start_epoch(1)
     for i in range(4):
       stepper.dispatch(i, 1)
     carries.append(stepper.carry)
@@ -422,14 +418,11 @@ def test_bn_cnn_step_with_our_max_pool_equals_the_step_with_flax_max_pool(monkey
   rng = np.random.default_rng(0)
   images = jnp.asarray(rng.integers(0, 256, (256, 28, 28, 1), dtype=np.uint8))
   labels = jnp.asarray(rng.integers(0, 10, 256).astype(np.int32))
-  perm = jnp.arange(256, dtype=jnp.int32)[None]
-  keys = jax.vmap(jax.random.key)(jnp.arange(1))
 
   def one_step():
     model = build.model(config)
-    stepper = _stepper(config, model, images, labels, keys,
-                       parallel.create_mesh(jax.devices()[:1]), steps_per_epoch=2)
-    stepper.start_epoch(1, perm)
+    stepper = _stepper(config, model, images, labels, 1, parallel.create_mesh(jax.devices()[:1]))
+    stepper.start_epoch(1)
     stepper.dispatch(0, 1)
     return jax.tree_util.tree_leaves(stepper.carry.state.variables)
 
