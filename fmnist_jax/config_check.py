@@ -37,6 +37,7 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   """
   config = defaults.complete(config)
   defaults.import_extensions(config)  # the user's registrations, before their names are checked
+  _check_data_dir(config.data_dir, _bad)
   _check_registered(config, _bad)
   if config.tta not in augment.TTA:
     _bad('tta', config.tta, f'choose one of {list(augment.TTA)}')
@@ -88,7 +89,6 @@ def validate_config(config: ml_collections.ConfigDict) -> ml_collections.ConfigD
   if config.data_source == 'tfds' and not input_pipeline.have_tensorflow():
     _bad('data_source', 'tfds', "TensorFlow is not installed; use 'archives' (the same "
         'images in the same order, read without TensorFlow)')
-  _check_data_dir(config.data_dir, _bad)
   if config.progress_bar not in ('auto', 'on', 'off'):
     _bad('progress_bar', config.progress_bar, "choose 'auto', 'on' or 'off'")
   return config
@@ -103,13 +103,14 @@ def _check_registered(config, bad) -> None:
   schedules, augmentations (each augmentation checks its own fields)."""
   if config.model not in models.MODELS:
     bad('model', config.model, f'choose one of {sorted(models.MODELS)}')
+  values = model_field_values(config)
   unknown = set(config.model_args) - set(models.settable_fields(config.model))
   if unknown:
     bad('model_args', sorted(unknown), f'{config.model} has the fields '
         f'{sorted(models.settable_fields(config.model))}')
-  problem = models.check_fields(config.model, model_field_values(config))
+  problem = models.check_fields(config.model, values)
   if problem:
-    bad(problem[0], _dotted(config, problem[0]), problem[1])
+    bad(*problem)
   unknown = set(config.metrics) - set(metrics.EVAL_METRICS)
   if isinstance(config.metrics, str) or unknown:
     bad('metrics', config.metrics, f'give a tuple of names from {sorted(metrics.EVAL_METRICS)}')

@@ -74,14 +74,15 @@ def settable_fields(name: str) -> list[str]:
   return [f for f in fields(name) if f not in _RUN_FIELDS and f not in CONFIG_FIELDS[name]]
 
 
-def check_fields(name: str, values: dict[str, Any]) -> tuple[str, str] | None:
-  """(config field, what is wrong) from the model's own check of its field values, or None."""
+def check_fields(name: str, values: dict[str, Any]) -> tuple[str, Any, str] | None:
+  """(config field, its value, what is wrong) from the model's own check of its field values, or
+  None."""
   check = getattr(_class(name), 'check_fields', None)
   problem = check(values) if check is not None else None
   if problem is None:
     return None
   field, why = problem
-  return CONFIG_FIELDS[name].get(field, f'model_args.{field}'), why
+  return CONFIG_FIELDS[name].get(field, f'model_args.{field}'), values.get(field), why
 
 
 class ConvReLUPool(nn.Module):
