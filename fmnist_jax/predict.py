@@ -52,7 +52,9 @@ def predict_files(workdir: str, files: list[str], invert: str = 'auto') -> list[
     try:
       images.append(load_image(path, invert))
       entries.append({'file': path})
-    except (OSError, ValueError) as e:  # PIL raises UnidentifiedImageError, an OSError.
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+      # PIL raises UnidentifiedImageError (an OSError) for what it cannot read, and
+      # DecompressionBombError for an image of more than twice Image.MAX_IMAGE_PIXELS.
       entries.append({'file': path, 'error': f'cannot read {path}: {e}'})
   if images:
     logits = model.apply(variables, input_pipeline.normalize(np.stack(images)), train=False)

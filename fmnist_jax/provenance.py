@@ -58,6 +58,58 @@ def code() -> dict[str, Any]:
     return {'package_version': None}
 
 
+# The instruction-set features XLA:CPU's code generation can use (LLVM's names, as /proc/cpuinfo
+# spells them): they tell hosts of one vendor apart where the model name does not (Zen 4 and Zen 5
+# both report "AMD EPYC" here).
+ISA_FEATURES = ('sse4_2', 'avx', 'avx2', 'fma', 'f16c', 'avx512f', 'avx512dq', 'avx512cd',
+                'avx512bw', 'avx512vl', 'avx512ifma', 'avx512vbmi', 'avx512_vbmi2', 'avx512_vnni',
+                'avx512_bf16', 'avx512_bitalg', 'avx512_vpopcntdq', 'avx512_fp16', 'avx_vnni',
+                'amx_tile', 'amx_bf16', 'amx_int8')
+
+
+@functools.lru_cache(maxsize=None)
+def fingerprint() -> dict[str, Any]:
+  """The machine as far as it can move a number: the cores this process may use (XLA partitions
+  its CPU loops by that count), the CPU's vendor, family, model and stepping and the
+  instruction-set features XLA can use (its code differs by them), the XLA flags, the backend and
+  the device kinds. Two runs of one config and seed with equal fingerprints and code give equal
+  numbers; records made before it existed say "not recorded"."""
+  import jax  # pylint: disable=g-import-not-at-top
+  cpu = {}
+  try:
+    with open('/proc/cpuinfo', encoding='utf-8') as f:
+      for line in f:
+        key, _, value = line.partition(':')
+        key = key.strip()
+        if key in ('vendor_id', 'cpu family', 'model', 'stepping', 'model name', 'flags'):
+          cpu.setdefault(key, value.strip())
+        if not line.strip() and cpu:
+          break  # the first processor is enough: they are alike
+  except OSError:
+    pass
+  flags = set(cpu.get('flags', '').split())
+  return {'cpu_cores': len(os.sched_getaffinity(0)), 'cpu_vendor': cpu.get('vendor_id'),
+          'cpu_family': cpu.get('cpu family'), 'cpu_model': cpu.get('model'),
+          'cpu_stepping': cpu.get('stepping'), 'cpu_model_name': cpu.get('model name'),
+          'isa_features': [f for f in ISA_FEATURES if f in flags] if cpu else None,
+          'xla_flags': os.environ.get('XLA_FLAGS', ''), 'backend': jax.default_backend(),
+          'device_kinds': sorted({d.device_kind for d in jax.devices()})}
+
+
+def fingerprint_line(prov: dict[str, Any] | None) -> str:
+  """'2 cores, AuthenticAMD family 25 model 17 stepping 1, AVX-512' or 'machine not recorded'."""
+  m = (prov or {}).get('machine')
+  if not m:
+    return 'machine not recorded'
+  isa = m.get('isa_features') or []
+  widest = 'AVX-512' if 'avx512f' in isa else 'AVX2' if 'avx2' in isa else 'no AVX2'
+  kinds = ', '.join(m.get('device_kinds') or [])
+  if m.get('backend') != 'cpu':
+    return f'{m.get("backend")} ({kinds})'
+  return (f'{m["cpu_cores"]} cores, {m.get("cpu_vendor")} family {m.get("cpu_family")} model '
+          f'{m.get("cpu_model")} stepping {m.get("cpu_stepping")}, {widest}')
+
+
 def describe() -> dict[str, Any]:
   """The provenance block of a results.json, a record or a table."""
   import jax  # pylint: disable=g-import-not-at-top
@@ -72,7 +124,8 @@ def describe() -> dict[str, Any]:
           'device_kinds': sorted({d.device_kind for d in jax.devices()}),
           # The cores this process may use: XLA partitions its CPU loops by that count, which
           # moves the last bits of a run's numbers (docs/experiments.md, "Numbers").
-          'cpu_cores': len(os.sched_getaffinity(0))}
+          'cpu_cores': len(os.sched_getaffinity(0)),
+          'machine': fingerprint()}
 
 
 def code_line(prov: dict[str, Any] | None) -> str:

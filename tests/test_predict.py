@@ -59,8 +59,9 @@ def test_cli_jpeg_of_other_size_and_a_broken_file(trained, builder, tmp_path):
   image = input_pipeline.load_split(builder, 'test[:1]')['image'][0, :, :, 0]
   Image.fromarray(255 - image).resize((120, 90)).convert('RGB').save(tmp_path / 'photo.jpg')
   (tmp_path / 'notes.png').write_text('this is text, not an image')
+  Image.new('1', (20000, 20000)).save(tmp_path / 'huge.png')  # 400 M pixels: Pillow refuses it
   cmd = [sys.executable, '-m', 'fmnist_jax.predict', f'--workdir={workdir}', '--json',
-         str(tmp_path / 'photo.jpg'), str(tmp_path / 'notes.png')]
+         str(tmp_path / 'photo.jpg'), str(tmp_path / 'notes.png'), str(tmp_path / 'huge.png')]
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert out.returncode != 0
   entries = json.loads(out.stdout)
@@ -69,3 +70,5 @@ def test_cli_jpeg_of_other_size_and_a_broken_file(trained, builder, tmp_path):
   assert len(entries[0]['top3']) == 3 and 0 < entries[0]['confidence'] <= 1
   assert entries[1]['file'].endswith('notes.png') and 'notes.png' in entries[1]['error']
   assert 'class' not in entries[1]
+  assert 'huge.png' in entries[2]['error'] and 'exceeds limit' in entries[2]['error']
+  assert 'Traceback' not in out.stderr
