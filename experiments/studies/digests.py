@@ -19,14 +19,11 @@ import json
 import os
 import shutil
 import signal
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import jax  # pylint: disable=g-import-not-at-top
+import jax
 import numpy as np
 
-from configs import default  # pylint: disable=g-import-not-at-top
+from configs import default
 from fmnist_jax import build
 from fmnist_jax import checkpoint
 from fmnist_jax import train
