@@ -46,6 +46,7 @@ from fmnist_jax import cli
 from fmnist_jax import config_check
 from fmnist_jax import errors
 from fmnist_jax import files
+from fmnist_jax import models
 from fmnist_jax import provenance
 from fmnist_jax import reporting
 
@@ -253,7 +254,7 @@ def table_row(row: dict, results: dict, args) -> dict:
   final = common.per_seed(results, 'final_test_accuracy')
   f = reporting.seed_summary(final) if None not in final else None
   reported = report.reported_test_accuracy if report.reported_test_accuracy >= 0 else None
-  backbone = results.get('backbone')
+  weights = models.weights_of(config.model, results)  # None: no pretrained weights to say
   return {
       'report': report.title, 'file': report.file, 'row': report.row,
       'config': os.path.relpath(row['path'], common.ROOT), 'model': config.model,
@@ -274,8 +275,8 @@ def table_row(row: dict, results: dict, args) -> dict:
       'epochs_run': results['epochs'], 'report_epochs': row['report_epochs'],
       'shortened': results['epochs'] < row['report_epochs'],
       'selected_on_test': report.selected_on_test,
-      'pretrained': None if backbone is None else backbone['pretrained'],
-      'note': '; '.join(filter(None, [report.note, _backbone_note(backbone),
+      'pretrained': None if weights is None else weights['pretrained'],
+      'note': '; '.join(filter(None, [report.note, weights and weights['note'],
                                       results.get('other_run')] + [
           f'override {o}' for o in args.config_overrides
           if not o.startswith(('data_dir=', 'archives_dir=', 'progress_bar='))])),
@@ -312,17 +313,6 @@ def main(argv=None):
     f.write(md)
   print(md)
   return rows
-
-
-def _backbone_note(backbone) -> str:
-  """Says whether the row's backbone was pretrained; only a loaded, trained weight file is."""
-  if backbone is None:
-    return ''
-  if not backbone['pretrained']:
-    return ('**NOT PRETRAINED**: randomly initialised MobileNetV2 backbone, so this row does not '
-            'test the report\'s transfer claim')
-  return (f'pretrained: Keras weight file {os.path.basename(backbone["file"])} loaded '
-          f'(sha256 {backbone["sha256"][:12]}…)')
 
 
 def _cells(r: dict) -> dict[str, str]:

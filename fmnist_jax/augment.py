@@ -16,6 +16,7 @@ and random erasing.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from typing import Any, Callable
 
 import jax
@@ -67,12 +68,15 @@ def register(name: str, fields: dict[str, tuple[Any, str]],
   `images` are floats in [0, 1], (N, H, W, 1); `values` maps each of `fields` to the config's
   value; the result must keep the shape (values outside [0, 1] are clipped after the last one).
   `check(values)` sees all of the augmentation's fields together and returns (field, what is
-  wrong) or None (`each_field` makes one from a check of a single value).
+  wrong) or None; a check of two arguments, check(field, value) -> what is wrong or None, is
+  applied to each field (`each_field`).
   """
   def decorate(fn):
     if name in AUGMENTATIONS or any(f in fields_of_all() for f in fields):
       raise ValueError(f'augmentation {name!r} or one of its fields {list(fields)} is taken')
-    AUGMENTATIONS[name] = Augmentation(name, dict(fields), fn, check)
+    checks_one = len(inspect.signature(check).parameters) == 2  # check(field, value), as before
+    AUGMENTATIONS[name] = Augmentation(name, dict(fields), fn,
+                                       each_field(check) if checks_one else check)
     return fn
   return decorate
 

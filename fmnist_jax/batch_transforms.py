@@ -35,7 +35,7 @@ class BatchTransform:
     return {f: cfg.get(f, default) for f, (default, _) in self.fields.items()}
 
   def enabled(self, cfg: Any) -> bool:
-    return any(bool(v) and float(v) > 0 for v in self.values(cfg).values())
+    return any(isinstance(v, (int, float)) and v > 0 for v in self.values(cfg).values())
 
 
 TRANSFORMS: dict[str, BatchTransform] = {}  # in registration order: the order they are applied
@@ -73,7 +73,7 @@ def apply(images, targets, key, epoch, cfg: Any):
 
 def _alpha(values):
   for field, value in values.items():
-    if not float(value) >= 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
       return field, 'it is the alpha of Beta(alpha, alpha): 0 (off) or more, e.g. 0.2'
   return None
 

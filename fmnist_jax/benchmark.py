@@ -14,7 +14,6 @@ from absl import flags
 import jax
 import ml_collections
 import numpy as np
-from ml_collections import config_flags
 
 from fmnist_jax import augment
 from fmnist_jax import baselines  # imports PyTorch and Keras only when they run.
@@ -31,7 +30,7 @@ from fmnist_jax import state as state_lib
 from fmnist_jax import step as step_lib
 
 DEFAULT_CONFIG = 'configs/default.py'
-config_flags.DEFINE_config_file('config', DEFAULT_CONFIG, 'Base config; model is set per row.')
+cli.define_config_flag('config', DEFAULT_CONFIG, 'Base config; model is set per row.')
 flags.DEFINE_list('models', ['mlp', 'cnn', 'bn_cnn'], 'Models to measure.')
 flags.DEFINE_integer('batch_size', 128, 'Training batch size.')
 flags.DEFINE_integer('steps', 200, 'Timed training steps per measurement.')
@@ -92,7 +91,7 @@ def time_training(config, augment: dict, steps: int, warmup: int):
 
 def time_evaluation(config, num_images: int) -> float:
   model = build.model(config)
-  variables = build.train_state(config, model, 1).variables
+  variables = build.train_state(config, model, 1, load_weights=False).variables
   rng = np.random.default_rng(0)
   ev = evaluator.Evaluator(model, rng.integers(0, 256, (num_images, 28, 28, 1), dtype=np.uint8),
                            rng.integers(0, 10, (num_images,)).astype(np.int32),

@@ -102,9 +102,10 @@ def train_states(config, model_, steps_per_epoch: int, images=None, load_weights
                                        load_weights)
 
 
-def train_state(config, model_, steps_per_epoch: int, seed: int | None = None):
+def train_state(config, model_, steps_per_epoch: int, seed: int | None = None,
+                load_weights: bool = True):
   """One seed's fresh state (config.seed unless `seed` is given), not stacked."""
-  return seeds_lib.take(train_states(config, model_, steps_per_epoch,
+  return seeds_lib.take(train_states(config, model_, steps_per_epoch, load_weights=load_weights,
                                      run_seeds=[config.seed if seed is None else seed]), 0)
 
 

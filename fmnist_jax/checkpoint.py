@@ -14,7 +14,7 @@ import glob
 import os
 import shutil
 import time
-from typing import Any
+from typing import Any, Callable
 
 from absl import logging
 import jax
@@ -22,7 +22,6 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
 
-from fmnist_jax import config_check
 from fmnist_jax import console
 from fmnist_jax import errors
 from fmnist_jax import files
@@ -30,9 +29,6 @@ from fmnist_jax import metrics as metrics_lib
 from fmnist_jax import provenance
 
 MID_EPOCH = {'mid_epoch': 1}  # the metrics of a mid-epoch checkpoint: never "best".
-
-
-StructureMismatchError = errors.StructureMismatchError
 
 
 @dataclasses.dataclass
@@ -227,7 +223,7 @@ def restore_latest(workdir: str, keep: int, abstract_item: Any, read_only: bool 
         raise
       error = e
     else:
-      raise StructureMismatchError(
+      raise errors.StructureMismatchError(
           f'Checkpoint {step} in {workdir} holds a differently shaped state than the config asks '
           f'for ({mismatch}); it is left untouched. Use a new --workdir for this config.')
     if read_only and retries_left.get(step, 2):
@@ -258,22 +254,25 @@ def restore_latest(workdir: str, keep: int, abstract_item: Any, read_only: bool 
     console.warn(message)
 
 
-def restore_or_init(workdir: str, keep: int, fresh: Any, selection: metrics_lib.Selection,
-                    config_json: dict[str, Any]):
-  """(manager, item, Progress): the newest readable checkpoint, or `fresh` and a new Progress.
+def restore_or_init(workdir: str, keep: int, make_item: Callable[[bool], Any],
+                    selection: metrics_lib.Selection, changes: list[str]):
+  """(manager, item, Progress): the newest readable checkpoint, or a fresh item and Progress.
 
-  A checkpoint of another shape (the config changed under --allow_config_change) or made by code
-  of another results version is refused, naming what changed, and left as it is.
+  `make_item(fresh)` builds the item: with fresh=False only its shape to restore into (no
+  pretrained file read, no data-dependent initialisation), with fresh=True a run's start. A
+  checkpoint of another shape (the config changed under --allow_config_change: `changes`) or made
+  by code of another results version is refused, naming what changed, and left as it is.
   """
   try:
-    mngr, latest, restored, meta = restore_latest(workdir, keep, fresh, selection=selection)
+    mngr, latest, restored, meta = restore_latest(workdir, keep, make_item(False),
+                                                  selection=selection)
   except errors.StructureMismatchError as e:
-    changed = _changed_fields(workdir, config_json)
+    changed = '; '.join(changes)
     raise errors.StructureMismatchError(
         str(e).replace('; it is left', (f'; the config changed: {changed}' if changed else '')
                        + '; it is left')) from None
   if latest is None:
-    return mngr, fresh, Progress()
+    return mngr, make_item(True), Progress()
   progress = Progress.from_json(meta)
   if progress.results_version != provenance.RESULTS_VERSION:
     raise errors.WorkdirError(
@@ -298,16 +297,21 @@ def step_of(state) -> int:
   return int(np.asarray(state.step).reshape(-1)[0])
 
 
+def newest_meta(workdir: str) -> dict[str, Any] | None:
+  """The JSON meta (a Progress: history, results version, config) of the newest checkpoint whose
+  meta reads, without orbax or any array; None without one. A cheap look at a run."""
+  root = os.path.join(workdir, 'checkpoints')
+  steps = sorted((int(d) for d in (os.listdir(root) if os.path.isdir(root) else ())
+                  if d.isdigit()), reverse=True)
+  for step in steps:
+    try:
+      meta = files.read_json(os.path.join(root, str(step), 'meta', 'metadata'), '')
+    except errors.DamagedFileError:
+      continue
+    if isinstance(meta, dict) and isinstance(meta.get('history'), list):
+      return meta
+  return None
+
+
 def has_checkpoints(workdir: str) -> bool:
   return bool(glob.glob(os.path.join(workdir, 'checkpoints', '[0-9]*')))
-
-
-def _changed_fields(workdir: str, config_json: dict[str, Any]) -> str:
-  """The fields in which `config_json` differs from the workdir's config.json ('' if none)."""
-  try:
-    saved = files.read_json(os.path.join(workdir, 'config.json'), '')
-  except errors.UserError:
-    return ''
-  if not isinstance(saved, dict):
-    return ''
-  return '; '.join(config_check.config_differences(saved, config_json))

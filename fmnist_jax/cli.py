@@ -80,9 +80,24 @@ def check_field(config, field: str, source: str) -> None:
     node = node[part]
 
 
-def check_override(config, field: str, source: str, model: str | None = None) -> None:
-  """ConfigError unless an override may set the dotted `field` of `config`: a field it has, or
-  model_args.<name> where <name> is one of the fields of `model` (default: config.model)."""
+def check_override(config, field: str, source: str, model: str | None = None,
+                   loss: str | None = None) -> None:
+  """ConfigError unless an override may set the dotted `field` of `config`: a field it has,
+  model_args.<name> where <name> is one of the fields of `model` (default: config.model), or
+  loss_args.<name> where <name> is an argument of `loss` (default: config.loss)."""
+  if field.startswith('loss_args.'):
+    from fmnist_jax import defaults  # pylint: disable=g-import-not-at-top
+    from fmnist_jax import losses  # pylint: disable=g-import-not-at-top
+    defaults.import_extensions(config)  # a loss registered by the user's own module
+    loss = loss or config.get('loss', 'cross_entropy')
+    if loss not in losses.LOSSES:
+      raise errors.ConfigError(f'{source}: there is no loss {loss!r} to take it; known losses: '
+                               f'{", ".join(sorted(losses.LOSSES))}.')
+    name, arguments = field.split('.', 1)[1], losses.arguments(loss)
+    if name not in arguments:
+      raise errors.ConfigError(f'{source}: loss {loss!r} takes no argument {name!r}; its '
+                               f'arguments: {", ".join(arguments) or "none"}.')
+    return
   if not field.startswith('model_args.'):
     check_field(config, field, source)
     return
@@ -125,7 +140,8 @@ def check_config_flags(argv: Sequence[str], flag: str = 'config', default: str |
     return
   config = load_config_file(path)
   for field in overrides:
-    check_override(config, field, f'--{flag}.{field}', model=overrides.get('model'))
+    check_override(config, field, f'--{flag}.{field}', model=overrides.get('model'),
+                   loss=overrides.get('loss'))
 
 
 def define_config_flag(name: str = 'config', default: str | None = None,

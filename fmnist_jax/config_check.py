@@ -10,6 +10,7 @@ import json
 import os
 from typing import Any
 
+from absl import logging
 import jax
 import ml_collections
 
@@ -121,6 +122,10 @@ def _check_registered(config, bad) -> None:
         f'config.metrics computes it: add {config.best_by!r} to config.metrics')
   if config.loss not in losses.LOSSES:
     bad('loss', config.loss, f'choose one of {sorted(losses.LOSSES)}')
+  unknown = set(config.loss_args) - set(losses.arguments(config.loss))
+  if unknown:
+    bad('loss_args', sorted(unknown), f'loss {config.loss!r} takes '
+        f'{losses.arguments(config.loss) or "no arguments"}')
   if config.optimizer not in state.OPTIMIZERS:
     bad('optimizer', config.optimizer, f'choose one of {sorted(state.OPTIMIZERS)}')
   if config.schedule not in state.SCHEDULES:
@@ -195,6 +200,22 @@ def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
   inert = {'weight_decay_on'} if not old.get('weight_decay') and not new.get('weight_decay') else set()
   return [f'{k}: {old.get(k, "(absent)")!r} -> {new.get(k, "(absent)")!r}'
           for k in sorted((set(old) | set(new)) - inert) if old.get(k) != new.get(k)]
+
+
+def resume_changes(workdir: str, saved: dict[str, Any] | None, config_json: dict[str, Any],
+                   allow_config_change: bool) -> list[str]:
+  """How `config_json` differs from the `saved` config.json of `workdir` (none for a new one);
+  ConfigMismatchError when it does and the change is not allowed."""
+  differences = config_differences(saved, config_json) if saved is not None else []
+  if differences and not allow_config_change:
+    raise errors.ConfigMismatchError(
+        f'{workdir} holds a run with another config; differing fields: '
+        + '; '.join(differences) + '. Use a new --workdir, or pass --allow_config_change to '
+        'continue this run under the new config (e.g. more epochs; a schedule that depends on '
+        'num_epochs then changes mid-run).')
+  if differences:
+    logging.warning('Continuing %s under a changed config: %s', workdir, differences)
+  return differences
 
 
 def flat_hparams(config) -> dict[str, Any]:

@@ -55,7 +55,7 @@ def progress_bar(mode: str, total: int, desc: str, done: int = 0):
   return bar
 
 
-def steps_done(report_progress, bar, first: int, k: int) -> None:
+def report_steps(report_progress, bar, first: int, k: int) -> None:
   """Steps first+1 .. first+k are done: clu's periodic actions want each step once; the bar."""
   for done in range(first + 1, first + k + 1):
     report_progress(done)

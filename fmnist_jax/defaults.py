@@ -92,7 +92,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.tta = ''
 
   # Checkpoints and reporting.
-  config.keep_checkpoints = 3  # the latest few; the best by validation accuracy is kept as well.
+  config.keep_checkpoints = 3  # the latest few; the best by best_by on validation is kept too.
   config.progress_bar = 'auto'  # auto (when attached to a terminal) | on | off
   config.report_every_steps = 100  # steps/s and ETA through clu's ReportProgress.
   return config

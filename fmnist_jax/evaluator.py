@@ -91,7 +91,7 @@ def report_on_test(tester: Evaluator, variables, test: dict[str, np.ndarray], wo
   return {**metrics_, 'accuracy': report['accuracy']}
 
 
-def test_seeds(tester: Evaluator | None, test, workdir: str, history, best, final, writer,
+def test_seeds(tester: Evaluator | None, test, *, workdir: str, history, best, final, writer,
                selection, run_seeds: list[int], last_step: int) -> list[dict[str, Any]]:
   """Each seed's results.json figures: its best variables on the test split (its report files:
   the workdir for one seed, workdir/seed_<s>/ for several) and its final variables (the reports'

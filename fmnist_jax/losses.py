@@ -4,8 +4,9 @@
 probabilities (N, 10) when a batch transform mixes labels or label smoothing
 (`config.label_smoothing`, optax.smooth_labels) softens them; `probabilities` turns either into the
 latter. The built-in `cross_entropy` keeps optax's integer-label form for hard targets, so its
-numbers are those of every earlier run. The best epoch is chosen by a validation metric
-(`config.best_by`), never by this loss.
+numbers are those of every earlier run. The losses a run reports (history, results.json) are the
+cross-entropy against the hard labels whatever loss trains; the best epoch is chosen by a
+validation metric (`config.best_by`), never by this loss.
 """
 from __future__ import annotations
 
@@ -26,6 +27,13 @@ def register(name: str):
     LOSSES[name] = fn
     return fn
   return decorate
+
+
+def arguments(name: str) -> list[str]:
+  """The keyword arguments loss `name` takes (config.loss_args may set these)."""
+  import inspect  # pylint: disable=g-import-not-at-top
+  params = list(inspect.signature(LOSSES[name]).parameters.values())[2:]
+  return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
 
 
 def probabilities(targets: jax.Array, num_classes: int) -> jax.Array:

@@ -26,7 +26,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {}  # config.model -> the class (w
 # Each model's fields that other config fields set (registered with `config_fields`).
 CONFIG_FIELDS: dict[str, dict[str, str]] = {}
 # Fields the run sets from config fields every model shares (config.dtype, config.dropout_rate).
-_RUN_FIELDS = ('dtype', 'dropout_rate', 'parent', 'name')
+_RUN_FIELDS = ('dtype', 'dropout_rate')
 
 
 def register(name: str, config_fields: dict[str, str] | None = None, **fixed):
@@ -45,6 +45,8 @@ def register(name: str, config_fields: dict[str, str] | None = None, **fixed):
     - `weights_file() -> path | None` (raises errors.WeightsUnavailableError) and a class
       attribute `NO_WEIGHTS` (field values that start it from random weights): whether its
       pretrained weights can be had, and how to train without them (reproduce_tables does);
+    - `weights_of(results) -> {'pretrained', 'note'} | None` (static): what a results.json says
+      of the weights it started from, for tables;
     - `trainable(path) -> bool`: which parameters the optimizer updates (others are frozen).
   """
   def decorate(cls):
@@ -448,6 +450,20 @@ class MobileNetV2Transfer(nn.Module):
     return {'backbone': backbone, 'model_note': 'pretrained backbone' if backbone['pretrained']
             else 'random backbone, NOT pretrained'}
 
+  @staticmethod
+  def weights_of(results: dict[str, Any]) -> dict[str, Any] | None:
+    """{'pretrained', 'note'}: what a results.json (or record) says of the backbone's weights."""
+    backbone = results.get('backbone')
+    if backbone is None:
+      return None
+    if not backbone['pretrained']:
+      return {'pretrained': False, 'note': (
+          '**NOT PRETRAINED**: randomly initialised MobileNetV2 backbone, so this row does not '
+          'test the report\'s transfer claim')}
+    return {'pretrained': True, 'note': (
+        f'pretrained: Keras weight file {backbone["file"].rsplit("/", 1)[-1]} loaded '
+        f'(sha256 {backbone["sha256"][:12]}…)')}
+
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = jax.image.resize(x, (x.shape[0], self.input_size, self.input_size, x.shape[-1]),
@@ -476,6 +492,13 @@ def init_variables(model: nn.Module, rng: jax.Array, images=None, load_weights: 
   if images is not None and hasattr(model, 'init_from_data'):
     variables = dict(model.init_from_data(variables, images))
   return variables
+
+
+def weights_of(name: str, results: dict[str, Any]) -> dict[str, Any] | None:
+  """{'pretrained': bool, 'note': str} from a results.json of model `name` whose class starts
+  from pretrained weights (its `weights_of`); None for the others."""
+  read = getattr(_class(name), 'weights_of', None) if name in MODELS else None
+  return read(results) if read is not None else None
 
 
 def record(model: nn.Module) -> dict[str, Any]:

@@ -79,7 +79,7 @@ def seed_results(history, test_metrics, seed, final_test_metrics=None,
   }
 
 
-def build(model_name: str, model, variables, history, compile_seconds: float | None, per_seed,
+def build(model_name: str, model, variables, *, history, compile_seconds: float | None, per_seed,
           selection: metrics.Selection) -> dict[str, Any]:
   """results.json: seed 0's figures at top level; with several seeds their means, stds and each;
   what the model adds of its own (`models.record`, e.g. its weight file)."""

@@ -56,15 +56,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   config_json = json.loads(config.to_json_best_effort())
   # Several hosts share one workdir and only process 0 writes to it; it alone holds the lock.
   with workdir_lib.lock(workdir) if jax.process_index() == 0 else contextlib.nullcontext():
-    finished = workdir_lib.saved_results(workdir, config_json, allow_config_change)
+    changes = config_check.resume_changes(workdir, workdir_lib.saved_config(workdir), config_json,
+                                          allow_config_change)
+    finished = workdir_lib.saved_results(workdir)
     if finished is not None and finished['epochs'] >= config.num_epochs:
       logging.info('%s already holds a finished run; nothing to train.', workdir)
       print(results_lib.summary_line(finished))
       return finished
-    return _train(config, workdir, config_json, on_epoch)
+    return _train(config, workdir, config_json, on_epoch, changes)
 
 
-def _train(config, workdir: str, config_json: dict[str, Any], on_epoch) -> dict[str, Any]:
+def _train(config, workdir: str, config_json: dict[str, Any], on_epoch,
+           changes: list[str]) -> dict[str, Any]:
   """Builds the run from the config, then trains from the restored step to the last and tests."""
   data = build.data(config)
   model, selection, run_seeds = build.model(config), build.selection(config), build.seeds(config)
@@ -73,15 +76,15 @@ def _train(config, workdir: str, config_json: dict[str, Any], on_epoch) -> dict[
   # metrics of the epoch in progress (for a checkpoint taken in the middle of one).
   mngr, ckpt, progress = checkpoint.restore_or_init(
       workdir, config.keep_checkpoints,
-      build.checkpoint_item(config, model, steps_per_epoch, images=data['train']['image']),
-      selection, config_json)
+      lambda fresh: build.checkpoint_item(config, model, steps_per_epoch, load_weights=fresh,
+                                          images=data['train']['image'] if fresh else None),
+      selection, changes)
   # Written once the checkpoint is known to fit it, so a refused resume leaves the workdir as it
   # was; every checkpoint carries a copy (a damaged config.json is rebuilt from it).
   progress.config = config_json
   results_lib.write_json(os.path.join(workdir, 'config.json'), config_json)
-  history = progress.history
   writer = writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  if not history:
+  if not progress.history:
     writer.write_hparams(config_check.flat_hparams(config))
   print(models.describe(config.model, model, seeds.take(ckpt['state'].variables, 0), run_seeds),
         flush=True)
@@ -94,19 +97,24 @@ def _train(config, workdir: str, config_json: dict[str, Any], on_epoch) -> dict[
   report_progress = periodic_actions.ReportProgress(
       num_train_steps=config.num_epochs * steps_per_epoch, writer=writer,
       every_steps=config.report_every_steps)
+  history = progress.history  # the epochs done; it travels in every checkpoint
   best_so_far = selection.best_values([seeds.history(history, k) for k in range(len(run_seeds))])
+  # How far a resumed run got into the epoch it was stopped in (0: it stopped at an epoch's end).
+  first_epoch, resume = len(history) + 1, (progress.epoch_steps_done, progress.epoch_seconds_done)
 
   with _StopRequested() as stop:
-    for epoch in range(len(history) + 1, config.num_epochs + 1):
-      epoch_start = time.perf_counter() - progress.epoch_seconds_done
-      steps_done = stepper.start_epoch(epoch, progress.epoch_steps_done)
+    for epoch in range(first_epoch, config.num_epochs + 1):
+      steps_done, seconds_done = resume if epoch == first_epoch else (0, 0.0)
+      epoch_start = time.perf_counter() - seconds_done
+      steps_done = stepper.start_epoch(epoch, steps_done)
       bar = console.progress_bar(config.progress_bar, steps_per_epoch,
                                  f'epoch {epoch}/{config.num_epochs}', steps_done)
       for i, k in stepper.dispatches(steps_done):
         stepper.dispatch(i, k)
-        console.steps_done(report_progress, bar, (epoch - 1) * steps_per_epoch + i, k)
+        console.report_steps(report_progress, bar, (epoch - 1) * steps_per_epoch + i, k)
         if stop.signum is not None:
-          _save_and_exit(mngr, stepper, best, progress, i + k, epoch_start, stop.signum, writer)
+          _save_and_exit(mngr, stepper, best, progress, steps_done=i + k, epoch_start=epoch_start,
+                         signum=stop.signum, writer=writer)
       if bar is not None:
         bar.close()
 
@@ -130,15 +138,17 @@ def _train(config, workdir: str, config_json: dict[str, Any], on_epoch) -> dict[
 
   tester = build.evaluator_for(config, model, data['test'], mesh) if 'test' in data else None
   last_step = len(history) * steps_per_epoch
-  per_seed = evaluator.test_seeds(tester, data.get('test'), workdir, history, best,
-                                  stepper.carry.state.eval_variables, writer, selection, run_seeds,
-                                  last_step)
+  per_seed = evaluator.test_seeds(
+      tester, data.get('test'), workdir=workdir, history=history, best=best,
+      final=stepper.carry.state.eval_variables, writer=writer, selection=selection,
+      run_seeds=run_seeds, last_step=last_step)
   return results_lib.finish(workdir, writer, results_lib.build(
-      config.model, model, seeds.take(best, 0), history, progress.compile_seconds, per_seed,
-      selection), last_step)
+      config.model, model, seeds.take(best, 0), history=history,
+      compile_seconds=progress.compile_seconds, per_seed=per_seed, selection=selection),
+                            last_step)
 
 
-def _save_and_exit(mngr, stepper, best, progress, steps_done: int, epoch_start: float,
+def _save_and_exit(mngr, stepper, best, progress, *, steps_done: int, epoch_start: float,
                    signum: int, writer) -> None:
   """A signal: saves a checkpoint in the middle of the epoch and exits; a rerun continues."""
   progress.epoch_steps_done = steps_done

@@ -12,8 +12,6 @@ import fcntl
 import os
 from typing import Any
 
-from absl import logging
-
 from fmnist_jax import checkpoint
 from fmnist_jax import config_check
 from fmnist_jax import console
@@ -77,25 +75,10 @@ def lock(workdir: str):
       fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def saved_results(workdir: str, config_json: dict[str, Any],
-                  allow_config_change: bool) -> dict[str, Any] | None:
-  """The results.json of the workdir's finished run (None if it has none); refuses a workdir of
-  another config, and results of another results version.
-
-  A damaged config.json is rebuilt from the copy in the newest checkpoint; a damaged results.json
-  is set aside, and the run's final checkpoint writes it again.
-  """
-  saved = saved_config(workdir)
-  if saved is not None:
-    differences = config_check.config_differences(saved, config_json)
-    if differences and not allow_config_change:
-      raise errors.ConfigMismatchError(
-          f'{workdir} holds a run with another config; differing fields: '
-          + '; '.join(differences) + '. Use a new --workdir, or pass --allow_config_change to '
-          'continue this run under the new config (e.g. more epochs; a schedule that depends on '
-          'num_epochs then changes mid-run).')
-    if differences:
-      logging.warning('Continuing %s under a changed config: %s', workdir, differences)
+def saved_results(workdir: str) -> dict[str, Any] | None:
+  """The results.json of the workdir's finished run (None if it has none); refuses results of
+  another results version. A damaged results.json is set aside, and the run's final checkpoint
+  writes it again."""
   results_path = os.path.join(workdir, 'results.json')
   try:
     results = files.read_json(results_path, '', required=results_lib.REQUIRED)

@@ -120,7 +120,7 @@ def test_tta_views_are_the_mirror_and_one_pixel_shifts():
 
 @pytest.mark.parametrize('tta', ['flip', 'flip_translate'])
 def test_evaluator_averages_the_views_probabilities_deterministically(tta):
-  from fmnist_jax import evaluate, input_pipeline, models  # pylint: disable=g-import-not-at-top
+  from fmnist_jax import input_pipeline, models  # pylint: disable=g-import-not-at-top
   model = models.create_model('mlp', hidden=(16,))
   variables = models.init_variables(model, jax.random.key(0))
   rng = np.random.default_rng(0)

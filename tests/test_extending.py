@@ -217,3 +217,48 @@ def test_a_users_batch_transform_loss_and_selection_change_the_numbers_only_when
   assert by_accuracy['best_epoch'] == 1 + accuracies.index(max(accuracies))
   assert by_loss['best_epoch'] != by_accuracy['best_epoch'], (losses_, accuracies)
   assert by_loss['test_loss'] != by_accuracy['test_loss']
+
+
+def test_a_models_data_dependent_initialisation_sees_the_training_split_once(tmp_path, monkeypatch):
+  """A model's `init_from_data` gets the training split's images at a fresh start (not on a
+  resume) and its variables are where training starts: here the first layer's bias set from the
+  images' mean moves the numbers, while the same class without the hook does not."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from fmnist_jax import input_pipeline, models  # pylint: disable=g-import-not-at-top
+  from tests.test_train import _synthetic_data  # pylint: disable=g-import-not-at-top
+  monkeypatch.setattr(input_pipeline, 'load', _synthetic_data)
+  monkeypatch.setattr(models, 'MODELS', dict(models.MODELS))
+  monkeypatch.setattr(models, 'CONFIG_FIELDS', dict(models.CONFIG_FIELDS))
+  seen = []
+
+  class Plain(nn.Module):
+    width: int = 8
+
+    @nn.compact
+    def __call__(self, x, train=False):
+      x = nn.relu(nn.Dense(self.width)(x.reshape((x.shape[0], -1))))
+      return nn.Dense(10)(x)
+
+  @models.register('data_init_net')
+  class DataInit(Plain):  # pylint: disable=unused-variable
+    def init_from_data(self, variables, images):
+      seen.append(images.shape)
+      params = {**variables['params']}
+      params['Dense_0'] = {**params['Dense_0'], 'bias': jnp.full(
+          (self.width,), float(input_pipeline.normalize(images).mean()) + 1.0)}
+      return {**variables, 'params': params}
+
+  models.register('plain_net')(Plain)
+  config = default.get_config()
+  config.update(num_epochs=1, batch_size=64, progress_bar='off', data_dir=str(tmp_path / 'no'))
+  runs = {}
+  for name in ('plain_net', 'data_init_net'):
+    config.model = name
+    runs[name] = train.train_and_evaluate(config, str(tmp_path / name))
+  assert seen == [(512, 28, 28, 1)]  # once, with the training split (synthetic: 512 images)
+  assert runs['data_init_net']['history'][0]['train_loss'] != (
+      runs['plain_net']['history'][0]['train_loss'])
+  config.num_epochs = 2  # resumed from its checkpoint: no second data-dependent initialisation
+  train.train_and_evaluate(config, str(tmp_path / 'data_init_net'), allow_config_change=True)
+  assert seen == [(512, 28, 28, 1)]

@@ -22,7 +22,6 @@ from fmnist_jax import models
 from fmnist_jax import ops
 from fmnist_jax import pretrained
 from fmnist_jax import seeds
-from fmnist_jax import state as state_lib
 from fmnist_jax import train
 
 pytestmark = pytest.mark.slow  # subprocesses, real data or Keras models: the full tier only

@@ -119,7 +119,6 @@ def test_tuned_recipes_keep_their_base_architecture_and_parameter_count(recipe, 
   """Issue 17 asks for new recipes with the same architectures and parameter counts."""
   import importlib
   from fmnist_jax import config_check
-  from fmnist_jax import build
   tuned, plain = (importlib.import_module(f'configs.{n}').get_config() for n in (recipe, base))
   config_check.validate_config(tuned)
   assert tuned.model == plain.model

@@ -3,6 +3,7 @@ import glob
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +18,6 @@ from fmnist_jax import build
 from fmnist_jax import metrics
 from fmnist_jax import checkpoint
 from fmnist_jax import errors
-from fmnist_jax import state as state_lib
 from fmnist_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -130,7 +130,7 @@ def test_checkpoint_of_another_shape_is_refused_and_left_alone(small_config, tmp
   workdir = str(tmp_path / 'w')
   train.train_and_evaluate(small_config, workdir)
   small_config.update(num_epochs=2, optimizer='sgd')  # another optimizer state
-  with pytest.raises(checkpoint.StructureMismatchError, match='new --workdir'):
+  with pytest.raises(errors.StructureMismatchError, match='new --workdir'):
     train.train_and_evaluate(small_config, workdir, allow_config_change=True)
   assert checkpoint.manager(workdir, 3).all_steps() == [20]
   assert not os.path.exists(os.path.join(workdir, 'corrupt_checkpoints'))
@@ -442,7 +442,6 @@ def _kill_when(proc, ready, timeout=300):
 ])
 def test_kill_during_the_first_data_preparation_then_rerun(tmp_path, data_dir, source, preparing):
   """A fresh data_dir: killed while it is being prepared, the rerun prepares it whole."""
-  from fmnist_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   fresh = tmp_path / 'data'
   args = ['fmnist_jax.main', *MLP, '--config.num_epochs=1', '--workdir', str(tmp_path / 'w'),
           f'--config.data_dir={fresh}', f'--config.data_source={source}']
@@ -481,3 +480,33 @@ def test_kill_while_the_final_report_is_written_then_rerun(mlp_reference, data_d
   results = json.load(open(workdir / 'results.json'))
   for key in ('test_accuracy', 'test_loss', 'final_test_accuracy', 'best_epoch'):
     assert results[key] == mlp_reference[1][key], key
+
+
+OLD_WORKDIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data',
+                           'workdir_before_loop_rewrite')
+
+
+@pytest.mark.slow  # the real data set
+def test_a_workdir_stopped_by_the_code_before_the_loop_rewrite_resumes_to_the_same_numbers(
+    data_dir, tmp_path):
+  """tests/data/workdir_before_loop_rewrite: an mlp run (16 hidden units, flips and shifts, 640
+  images, 2 epochs) stopped by a signal one step into its second epoch by the code of commit
+  14b2194, before the training loop was rewritten. Today's code resumes it to exactly the numbers
+  of an uninterrupted run of today's code: the checkpoint's layout, meta and config still read."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  from configs import default  # pylint: disable=g-import-not-at-top
+  config = default.get_config()
+  config.update(model='mlp', data_dir=data_dir, train_split='train[:640]',
+                validation_split='train[59000:59200]', test_split='test[:200]', num_epochs=2,
+                batch_size=64, progress_bar='off')
+  config.model_args = ml_collections.ConfigDict({'hidden': (16,)})
+  config.augment.update(flip=True, shift=0.1)
+  shutil.copytree(OLD_WORKDIR, tmp_path / 'old')
+  assert len(json.load(open(tmp_path / 'old' / 'checkpoints' / '11' / 'meta' / 'metadata'))[
+      'history']) == 1  # stopped after step 11: one step into epoch 2
+  resumed = train.train_and_evaluate(config, str(tmp_path / 'old'))
+  straight = train.train_and_evaluate(config, str(tmp_path / 'new'))
+  strip = lambda h: [{k: v for k, v in e.items() if 'seconds' not in k} for e in h]
+  assert strip(resumed['history']) == strip(straight['history'])
+  for key in ('test_accuracy', 'test_loss', 'final_test_accuracy', 'final_test_loss', 'best_epoch'):
+    assert resumed[key] == straight[key], key

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from fmnist_jax import build
-from fmnist_jax import checkpoint
 from fmnist_jax import config_check
 from fmnist_jax import parallel
 from fmnist_jax import seeds

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 
+from fmnist_jax import checkpoint
 from fmnist_jax import config_check
 from fmnist_jax import errors
 from fmnist_jax import files
@@ -43,7 +44,7 @@ def older_results_version(run_dir: str) -> int | None:
   from its results.json or its newest checkpoint."""
   results = _read_json(os.path.join(run_dir, 'results.json'))
   if results is None:
-    results = next((_read_json(m) for m in _checkpoint_metas(run_dir)), None)
+    results = checkpoint.newest_meta(run_dir)
   if not isinstance(results, dict):
     return None
   version = provenance.results_version(results)
@@ -116,17 +117,5 @@ def epochs_done(run_dir: str) -> int:
 
 def checkpoint_history(run_dir: str) -> list[dict]:
   """The history (one entry per epoch) in the newest checkpoint of `run_dir`; reads no arrays."""
-  for path in _checkpoint_metas(run_dir):
-    meta = _read_json(path, required=('history',))
-    if meta is not None and isinstance(meta['history'], list):
-      return meta['history']
-  return []
-
-
-def _checkpoint_metas(run_dir: str) -> list[str]:
-  """The metadata file of each checkpoint in `run_dir`, the newest first (<step>/meta/metadata,
-  as fmnist_jax.checkpoint saves them)."""
-  root = os.path.join(run_dir, 'checkpoints')
-  steps = sorted((int(d) for d in (os.listdir(root) if os.path.isdir(root) else ())
-                  if d.isdigit()), reverse=True)
-  return [os.path.join(root, str(step), 'meta', 'metadata') for step in steps]
+  meta = checkpoint.newest_meta(run_dir)
+  return meta['history'] if meta is not None else []

@@ -9,7 +9,7 @@ Prints one sha256 per run of results.json's metrics (timings and provenance left
 every array of the final checkpoint (state, optimizer state, EMA, best variables). Run it before
 and after a change:
 
-    python experiments/digests.py --workdir ~/runs/digests_before
+    python -m experiments.studies.digests --workdir ~/runs/digests_before
 """
 from __future__ import annotations
 
