@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import functools
+import importlib
 import importlib.util
 import os
 import sys
@@ -80,39 +81,38 @@ def check_field(config, field: str, source: str) -> None:
     node = node[part]
 
 
-def check_override(config, field: str, source: str, model: str | None = None,
-                   loss: str | None = None) -> None:
-  """ConfigError unless an override may set the dotted `field` of `config`: a field it has,
-  model_args.<name> where <name> is one of the fields of `model` (default: config.model), or
-  loss_args.<name> where <name> is an argument of `loss` (default: config.loss)."""
-  if field.startswith('loss_args.'):
-    from fmnist_jax import defaults  # pylint: disable=g-import-not-at-top
-    from fmnist_jax import losses  # pylint: disable=g-import-not-at-top
-    defaults.import_extensions(config)  # a loss registered by the user's own module
-    loss = loss or config.get('loss', 'cross_entropy')
-    if loss not in losses.LOSSES:
-      raise errors.ConfigError(f'{source}: there is no loss {loss!r} to take it; known losses: '
-                               f'{", ".join(sorted(losses.LOSSES))}.')
-    name, arguments = field.split('.', 1)[1], losses.arguments(loss)
-    if name not in arguments:
-      raise errors.ConfigError(f'{source}: loss {loss!r} takes no argument {name!r}; its '
-                               f'arguments: {", ".join(arguments) or "none"}.')
-    return
-  if not field.startswith('model_args.'):
+# Blocks of fields that belong to what another field names: block -> (that field, its default,
+# the registry's module and dict, the function listing an entry's fields, how a message words a
+# missing one and the list).
+_OWN_FIELDS = {
+    'model_args': ('model', 'cnn', 'models', 'MODELS', 'settable_fields', 'has no field',
+                   'its fields'),
+    'loss_args': ('loss', 'cross_entropy', 'losses', 'LOSSES', 'arguments', 'takes no argument',
+                  'its arguments'),
+}
+
+
+def check_override(config, field: str, source: str, chosen: dict[str, Any] | None = None) -> None:
+  """ConfigError unless an override may set the dotted `field` of `config`: a field it has, or
+  model_args.<name> (loss_args.<name>) where <name> is one of the fields (arguments) of the model
+  (loss) the config names, or `chosen` names on the same command line."""
+  block = field.split('.', 1)[0]
+  if block not in _OWN_FIELDS or '.' not in field:
     check_field(config, field, source)
     return
-  # The model registry imports JAX: only for an override of a model's own field.
+  kind, default, module, registry, fields_of, missing, listing = _OWN_FIELDS[block]
+  # The registries import JAX: only for an override of a model's or a loss's own field.
   from fmnist_jax import defaults  # pylint: disable=g-import-not-at-top
-  from fmnist_jax import models  # pylint: disable=g-import-not-at-top
-  defaults.import_extensions(config)  # a model registered by the user's own module
-  model = model or config.model
-  if model not in models.MODELS:
-    raise errors.ConfigError(f'{source}: there is no model {model!r} to take it; known models: '
-                             f'{", ".join(sorted(models.MODELS))}.')
-  name, fields = field.split('.', 1)[1], models.settable_fields(model)
-  if name not in fields:
-    raise errors.ConfigError(f'{source}: model {model!r} has no field {name!r}; its fields: '
-                             f'{", ".join(fields) or "none"}.')
+  registered = importlib.import_module(f'fmnist_jax.{module}')
+  defaults.import_extensions(config)  # one registered by the user's own module
+  entry = (chosen or {}).get(kind) or config.get(kind, default)
+  if entry not in getattr(registered, registry):
+    raise errors.ConfigError(f'{source}: there is no {kind} {entry!r} to take it; known '
+                             f'{module}: {", ".join(sorted(getattr(registered, registry)))}.')
+  name, names = field.split('.', 1)[1], getattr(registered, fields_of)(entry)
+  if name not in names:
+    raise errors.ConfigError(f'{source}: {kind} {entry!r} {missing} {name!r}; {listing}: '
+                             f'{", ".join(names) or "none"}.')
 
 
 def _config_args(argv: Sequence[str], flag: str) -> tuple[str | None, dict[str, str | None]]:
@@ -140,8 +140,7 @@ def check_config_flags(argv: Sequence[str], flag: str = 'config', default: str |
     return
   config = load_config_file(path)
   for field in overrides:
-    check_override(config, field, f'--{flag}.{field}', model=overrides.get('model'),
-                   loss=overrides.get('loss'))
+    check_override(config, field, f'--{flag}.{field}', chosen=overrides)
 
 
 def define_config_flag(name: str = 'config', default: str | None = None,
